@@ -1,0 +1,120 @@
+//! The command line: global options (each with an `INITBOX_*` variable) and the subcommands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::TypedValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::commands::{wait_dns::WaitDnsArgs, wait_tcp::WaitTcpArgs};
+use crate::duration;
+use crate::logging::LogFormat;
+use crate::retry::Policy;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "initbox",
+    version,
+    about = "Get a pod ready before its app starts: wait for what it depends on, under a deadline.",
+    after_help = "Exit codes: 0 ready, 1 failed (permanent error), 2 usage or configuration error, \
+                  124 deadline exceeded, 126/127 the command after -- could not be run, \
+                  130 SIGINT, 143 SIGTERM.",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait until every TARGET accepts a TCP connection.
+    WaitTcp(WaitTcpArgs),
+    /// Wait until every NAME resolves in DNS (no caching: a name that appears late is seen).
+    WaitDns(WaitDnsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Overall deadline; 0 means none. Forms: 250ms, 30s, 5m, 1h30m, or seconds.
+    #[arg(long, global = true, env = "INITBOX_TIMEOUT", default_value = "5m",
+          value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
+    pub timeout: Duration,
+
+    /// Longest one attempt may take (never longer than what is left of --timeout).
+    #[arg(long, global = true, env = "INITBOX_ATTEMPT_TIMEOUT", default_value = "5s",
+          value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
+    pub attempt_timeout: Duration,
+
+    /// First pause between attempts; pauses double, with jitter, up to --max-interval.
+    #[arg(long, global = true, env = "INITBOX_INTERVAL", default_value = "100ms",
+          value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
+    pub interval: Duration,
+
+    /// Longest pause between attempts.
+    #[arg(long, global = true, env = "INITBOX_MAX_INTERVAL", default_value = "1s",
+          value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
+    pub max_interval: Duration,
+
+    /// Log format on stderr (stdout carries data only).
+    #[arg(
+        long,
+        global = true,
+        env = "INITBOX_LOG_FORMAT",
+        default_value = "text",
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// More detail: one line per attempt instead of one per change of state.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less detail: -q warnings and errors only, -qq errors only.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Log level instead of -v/-q: error, warn, info or debug.
+    #[arg(long, global = true, env = "INITBOX_LOG_LEVEL", value_name = "LEVEL",
+          value_parser = ["error", "warn", "info", "debug"], hide_possible_values = true)]
+    pub log_level: Option<String>,
+
+    /// Where to write the one-line failure reason that `kubectl describe pod` shows.
+    /// Default: /dev/termination-log when it exists and is writable; "" disables.
+    #[arg(long, global = true, env = "INITBOX_TERMINATION_LOG", value_name = "PATH",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
+    pub termination_log: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            attempt_timeout: self.attempt_timeout,
+            interval: self.interval,
+            max_interval: self.max_interval,
+        }
+    }
+
+    /// 0 is info; positive is more detail, negative less. --log-level wins over -v/-q.
+    pub fn verbosity(&self) -> i8 {
+        match self.log_level.as_deref() {
+            Some("error") => -2,
+            Some("warn") => -1,
+            Some("debug") => 1,
+            Some(_) => 0,
+            None => self.verbose.min(8) as i8 - self.quiet.min(8) as i8,
+        }
+    }
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::WaitTcp(_) => "wait-tcp",
+            Command::WaitDns(_) => "wait-dns",
+        }
+    }
+}

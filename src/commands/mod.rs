@@ -1,0 +1,31 @@
+//! The dispatch from a parsed subcommand to its implementation.
+
+pub mod wait_dns;
+pub mod wait_tcp;
+
+use crate::cli::Command;
+use crate::ctx::Ctx;
+use crate::exec::ExecArgs;
+
+/// Checks that need no waiting: they run before the deadline starts to matter.
+pub fn preflight(command: &Command) -> anyhow::Result<()> {
+    match exec_after(command) {
+        Some(exec) => exec.check(),
+        None => Ok(()),
+    }
+}
+
+pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
+    match command {
+        Command::WaitTcp(args) => wait_tcp::run(args, ctx).await,
+        Command::WaitDns(args) => wait_dns::run(args, ctx).await,
+    }
+}
+
+/// The command to exec after success, for the subcommands that take one.
+pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
+    match command {
+        Command::WaitTcp(args) => Some(&args.then),
+        Command::WaitDns(args) => Some(&args.then),
+    }
+}

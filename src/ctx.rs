@@ -1,0 +1,39 @@
+//! Everything a subcommand needs from the runtime: the deadline, the retry policy, the
+//! cancellation handle and the report.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::report::Report;
+use crate::retry::Policy;
+use crate::signal::Cancel;
+
+pub struct Ctx {
+    /// When the whole run must end; `None` with `--timeout 0`.
+    pub deadline: Option<Instant>,
+    /// The `--timeout` value, for messages.
+    pub timeout: Duration,
+    pub policy: Policy,
+    pub cancel: Cancel,
+    pub report: Report,
+}
+
+impl Ctx {
+    pub fn new(timeout: Duration, policy: Policy, cancel: Cancel) -> Ctx {
+        let started = Instant::now();
+        Ctx {
+            deadline: (!timeout.is_zero()).then(|| started + timeout),
+            timeout,
+            policy,
+            cancel,
+            report: Report::new(started.into_std()),
+        }
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+}

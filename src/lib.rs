@@ -1,0 +1,142 @@
+//! initbox: get a pod ready before its app starts. Each run parses its arguments, sets up logging
+//! and signal handling, does one job under a deadline, and exits with a code that says what
+//! happened.
+
+pub mod cli;
+pub mod commands;
+pub mod ctx;
+pub mod duration;
+pub mod exec;
+pub mod exit;
+pub mod logging;
+pub mod report;
+pub mod retry;
+pub mod signal;
+pub mod target;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cli::Cli;
+use ctx::Ctx;
+use exit::Exit;
+use logging::{Level, LogFormat};
+use report::Report;
+use signal::Cancel;
+
+/// Runs a parsed command line to the end and returns the exit code. After success with a
+/// command after `--`, it does not return: the command replaces this process.
+pub fn run(cli: Cli) -> u8 {
+    let termination_log = report::termination_log_path(cli.global.termination_log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail_before_start(error.into(), termination_log),
+    };
+    let (exit, cancel) = runtime.block_on(async {
+        let cancel = match Cancel::install() {
+            Ok(cancel) => cancel,
+            Err(error) => {
+                return (
+                    fail_before_start(error.into(), termination_log.clone()),
+                    None,
+                );
+            }
+        };
+        let ctx = Ctx::new(cli.global.timeout, cli.global.policy(), cancel.clone());
+        let result = async {
+            cli.global.policy().validate()?;
+            commands::preflight(&cli.command)?;
+            commands::run(&cli.command, &ctx).await
+        }
+        .await;
+        let exit = ctx.report.finish(&result, termination_log.as_deref());
+        (exit.code(), Some(cancel))
+    });
+    if exit != Exit::Success.code() {
+        return exit;
+    }
+    // A stop signal that arrived after the last attempt still wins: the kubelet is shutting the
+    // pod down, so starting the app now would only delay that.
+    if let Some(stop) = cancel.as_ref().and_then(Cancel::stopped) {
+        return stop.code();
+    }
+    match commands::exec_after(&cli.command) {
+        Some(then) if !then.command.is_empty() => {
+            let shown: Vec<_> = then
+                .command
+                .iter()
+                .map(|arg| arg.to_string_lossy())
+                .collect();
+            logging::emit(
+                Level::Info,
+                &format!("exec {}", shown.join(" ")),
+                &[
+                    ("event", "exec".into()),
+                    ("command", shown.join(" ").into()),
+                ],
+            );
+            let error = then.exec().expect_err("exec returns only on failure");
+            fail_before_start(error, termination_log)
+        }
+        _ => exit,
+    }
+}
+
+/// Reports an error that happened outside the job itself (arguments, runtime set-up, exec).
+fn fail_before_start(error: anyhow::Error, termination_log: Option<PathBuf>) -> u8 {
+    Report::new(Instant::now())
+        .finish(&Err(error), termination_log.as_deref())
+        .code()
+}
+
+/// Handles a command line clap could not parse: help and version go to stdout with exit 0,
+/// anything else is one line on stderr (and in the termination message) with exit 2.
+pub fn reject_arguments(error: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // `initbox --help | head` closes stdout early; that is not an error worth a panic.
+            let _ = write!(std::io::stdout(), "{error}");
+            return Exit::Success.code();
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = write!(std::io::stderr(), "{error}");
+            return Exit::Usage.code();
+        }
+        _ => {}
+    }
+    // The parse failed, so --log-format may not have been read; honour it where it is visible.
+    let args: Vec<String> = std::env::args().collect();
+    let json_asked = args
+        .windows(2)
+        .any(|pair| pair[0] == "--log-format" && pair[1] == "json")
+        || args.iter().any(|arg| arg == "--log-format=json")
+        || std::env::var("INITBOX_LOG_FORMAT").is_ok_and(|format| format == "json");
+    logging::init(
+        if json_asked {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        0,
+    );
+    // clap's message is the paragraph before the first blank line (some kinds spread it over
+    // several lines, such as the list of missing arguments); the usage and tips follow.
+    let text = error.to_string();
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let joined = paragraph.join(" ");
+    let line = joined.strip_prefix("error: ").unwrap_or(&joined);
+    let termination_log = std::env::var_os("INITBOX_TERMINATION_LOG").map(PathBuf::from);
+    fail_before_start(
+        exit::usage(format!("{line} (see 'initbox --help')")),
+        report::termination_log_path(termination_log.as_deref()),
+    )
+}

@@ -1,0 +1,235 @@
+//! The contracts every subcommand keeps: bad input, exit codes, logging, termination message,
+//! INITBOX_* variables.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{free_port, initbox, run};
+
+/// Every bad input: exit 2, exactly one line on stderr that names the bad value, no panic.
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["wait-tcp", "db:0"], "'db:0'"),
+        (&["wait-tcp", "db:65536"], "'db:65536'"),
+        (&["wait-tcp", "db"], "'db'"),
+        (&["wait-tcp", "::1:80"], "brackets"),
+        (&["wait-tcp", "[::1:80"], "'[::1:80'"),
+        (&["wait-tcp", "db:http"], "'db:http'"),
+        (&["wait-tcp"], "<TARGET>"),
+        (&["--timeout", "5x", "wait-tcp", "db:1"], "'5x'"),
+        (&["--timeout", "-1s", "wait-tcp", "db:1"], "'-1s'"),
+        (&["--attempt-timeout", "1.5s", "wait-tcp", "db:1"], "'1.5s'"),
+        (&["--interval", "soon", "wait-tcp", "db:1"], "'soon'"),
+        (
+            &["--attempt-timeout", "0", "wait-tcp", "db:1"],
+            "--attempt-timeout",
+        ),
+        (
+            &[
+                "--interval",
+                "2s",
+                "--max-interval",
+                "1s",
+                "wait-tcp",
+                "db:1",
+            ],
+            "--max-interval",
+        ),
+        (&["--log-format", "xml", "wait-tcp", "db:1"], "'xml'"),
+        (&["--log-level", "loud", "wait-tcp", "db:1"], "'loud'"),
+        (&["wait-tcp", "--bogus", "db:1"], "'--bogus'"),
+        (&["wait-nothing"], "'wait-nothing'"),
+        (&["wait-dns", "--type", "MX", "db.test"], "'MX'"),
+        (
+            &["wait-dns", "--nameserver", "dns.local", "db.test"],
+            "'dns.local'",
+        ),
+        (&["wait-dns", "--min-records", "0", "db.test"], "'0'"),
+        (&["wait-dns", "a..b"], "'a..b'"),
+        (&["-v", "-q", "wait-tcp", "db:1"], "--quiet"),
+    ];
+    for (args, named) in cases {
+        let result = run(initbox().args(*args));
+        assert_eq!(result.code, Some(2), "{args:?}: {}", result.stderr);
+        let lines = result.stderr_lines();
+        assert_eq!(lines.len(), 1, "{args:?} printed {lines:?}");
+        assert!(
+            lines[0].contains(named),
+            "{args:?}: {:?} lacks {named}",
+            lines[0]
+        );
+        assert!(!result.stderr.contains("panicked"), "{args:?}");
+        assert!(
+            result.stdout.is_empty(),
+            "{args:?}: stdout {:?}",
+            result.stdout
+        );
+    }
+}
+
+#[test]
+fn help_lists_only_implemented_subcommands() {
+    let result = run(initbox().arg("--help"));
+    result.expect_code(0);
+    let commands: Vec<&str> = result
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(commands, ["wait-tcp", "wait-dns", "help"]);
+    for variable in [
+        "INITBOX_TIMEOUT",
+        "INITBOX_ATTEMPT_TIMEOUT",
+        "INITBOX_INTERVAL",
+        "INITBOX_MAX_INTERVAL",
+        "INITBOX_LOG_FORMAT",
+        "INITBOX_LOG_LEVEL",
+        "INITBOX_TERMINATION_LOG",
+    ] {
+        assert!(result.stdout.contains(variable), "--help lacks {variable}");
+    }
+    run(initbox().arg("--version")).expect_code(0);
+    // No subcommand: a usage error that lists the subcommands.
+    let bare = run(&mut initbox());
+    bare.expect_code(2);
+    assert!(bare.stderr.contains("wait-tcp"), "{}", bare.stderr);
+}
+
+#[test]
+fn settings_come_from_initbox_variables() {
+    let port = free_port();
+    let result = run(initbox()
+        .env("INITBOX_TIMEOUT", "300ms")
+        .env("INITBOX_LOG_FORMAT", "json")
+        .args(["wait-tcp", &format!("127.0.0.1:{port}")]));
+    result.expect_code(124);
+    assert!(result.elapsed < Duration::from_secs(10));
+    for line in result.stderr_lines() {
+        serde_json::from_str::<Value>(line).expect("every line is JSON");
+    }
+    // A bad value in a variable is rejected like a bad flag, naming the value.
+    let bad = run(initbox()
+        .env("INITBOX_TIMEOUT", "forever")
+        .args(["wait-tcp", "db:1"]));
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("'forever'"));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_a_final_event() {
+    let port = free_port();
+    let result = run(initbox().args([
+        "--log-format",
+        "json",
+        "--timeout",
+        "400ms",
+        "wait-tcp",
+        &format!("127.0.0.1:{port}"),
+    ]));
+    result.expect_code(124);
+    let events: Vec<Value> = result
+        .stderr_lines()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let first = &events[0];
+    assert_eq!(first["event"], "not_ready");
+    assert_eq!(first["target"], format!("127.0.0.1:{port}"));
+    assert_eq!(first["error"], "connection refused");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["outcome"], "deadline_exceeded");
+    assert_eq!(last["exit_code"], 124);
+    assert!(last["attempts"].as_u64().unwrap() >= 2, "{last}");
+    let duration = last["duration_ms"].as_u64().unwrap();
+    assert!((300..10_000).contains(&duration), "{duration}");
+
+    // Usage errors keep the format too.
+    let usage = run(initbox().args(["--log-format", "json", "wait-tcp", "db:0"]));
+    usage.expect_code(2);
+    let event: Value = serde_json::from_str(usage.stderr.trim()).unwrap();
+    assert_eq!(event["outcome"], "usage_error");
+}
+
+#[test]
+fn logs_a_line_per_change_of_state_not_per_attempt() {
+    let port = free_port();
+    let target = format!("127.0.0.1:{port}");
+    let quiet_args = [
+        "--timeout",
+        "1s",
+        "--interval",
+        "20ms",
+        "--max-interval",
+        "40ms",
+    ];
+    let result = run(initbox().args(quiet_args).args(["wait-tcp", &target]));
+    result.expect_code(124);
+    let not_ready = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("not ready: connection refused (attempt"))
+            .count()
+    };
+    assert_eq!(not_ready(&result.stderr), 1, "{}", result.stderr);
+
+    let verbose = run(initbox().args(quiet_args).args(["-v", "wait-tcp", &target]));
+    verbose.expect_code(124);
+    assert!(not_ready(&verbose.stderr) >= 5, "{}", verbose.stderr);
+
+    let silent = run(initbox()
+        .args(quiet_args)
+        .args(["-qq", "wait-tcp", &target]));
+    silent.expect_code(124);
+    assert_eq!(
+        silent.stderr_lines().len(),
+        1,
+        "only the final error: {}",
+        silent.stderr
+    );
+}
+
+#[test]
+fn termination_log_names_the_target_and_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("termination-log");
+    let port = free_port();
+    let result = run(initbox().args([
+        "--timeout",
+        "300ms",
+        "--termination-log",
+        path.to_str().unwrap(),
+        "wait-tcp",
+        &format!("127.0.0.1:{port}"),
+    ]));
+    result.expect_code(124);
+    let message = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(message.lines().count(), 1);
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(message.contains("connection refused"), "{message}");
+    assert!(message.contains("deadline of 300ms exceeded"), "{message}");
+
+    // Written for usage errors too, through the variable since the flags did not parse.
+    let usage = run(initbox()
+        .env("INITBOX_TERMINATION_LOG", &path)
+        .args(["wait-tcp", "db:0"]));
+    usage.expect_code(2);
+    assert!(std::fs::read_to_string(&path).unwrap().contains("'db:0'"));
+
+    // Nothing is written on success.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::fs::remove_file(&path).unwrap();
+    run(initbox().args([
+        "--termination-log",
+        path.to_str().unwrap(),
+        "wait-tcp",
+        &listener.local_addr().unwrap().to_string(),
+    ]))
+    .expect_code(0);
+    assert!(!path.exists());
+}
