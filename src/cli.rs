@@ -6,7 +6,10 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::commands::{wait_dns::WaitDnsArgs, wait_tcp::WaitTcpArgs};
+use crate::commands::{
+    migrate::MigrateArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs, wait_pg::WaitPgArgs,
+    wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+};
 use crate::duration;
 use crate::logging::LogFormat;
 use crate::retry::Policy;
@@ -34,6 +37,14 @@ pub enum Command {
     WaitTcp(WaitTcpArgs),
     /// Wait until every NAME resolves in DNS (no caching: a name that appears late is seen).
     WaitDns(WaitDnsArgs),
+    /// Wait until PostgreSQL authenticates and answers a query (not just opens its port).
+    WaitPg(WaitPgArgs),
+    /// Wait until Redis answers PONG and has loaded its dataset (not LOADING).
+    WaitRedis(WaitRedisArgs),
+    /// Wait until every URL answers with an accepted HTTP status.
+    WaitHttp(WaitHttpArgs),
+    /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,15 +117,6 @@ impl GlobalArgs {
             Some("debug") => 1,
             Some(_) => 0,
             None => self.verbose.min(8) as i8 - self.quiet.min(8) as i8,
-        }
-    }
-}
-
-impl Command {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::WaitTcp(_) => "wait-tcp",
-            Command::WaitDns(_) => "wait-dns",
         }
     }
 }

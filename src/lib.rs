@@ -6,13 +6,18 @@ pub mod cli;
 pub mod commands;
 pub mod ctx;
 pub mod duration;
+pub mod error_text;
 pub mod exec;
 pub mod exit;
 pub mod logging;
+pub mod pg;
+pub mod redact;
 pub mod report;
+pub mod resp;
 pub mod retry;
 pub mod signal;
 pub mod target;
+pub mod tls;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -109,13 +114,12 @@ pub fn reject_arguments(error: clap::Error) -> u8 {
         }
         _ => {}
     }
-    // The parse failed, so --log-format may not have been read; honour it where it is visible.
+    // The parse failed, so --log-format and --termination-log may not have been read; honour
+    // them where they are visible on the command line or in the environment.
     let args: Vec<String> = std::env::args().collect();
-    let json_asked = args
-        .windows(2)
-        .any(|pair| pair[0] == "--log-format" && pair[1] == "json")
-        || args.iter().any(|arg| arg == "--log-format=json")
-        || std::env::var("INITBOX_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let json_asked = raw_flag(&args, "--log-format")
+        .or_else(|| std::env::var("INITBOX_LOG_FORMAT").ok())
+        .is_some_and(|format| format == "json");
     logging::init(
         if json_asked {
             LogFormat::Json
@@ -124,19 +128,51 @@ pub fn reject_arguments(error: clap::Error) -> u8 {
         },
         0,
     );
-    // clap's message is the paragraph before the first blank line (some kinds spread it over
-    // several lines, such as the list of missing arguments); the usage and tips follow.
-    let text = error.to_string();
-    let paragraph: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.is_empty())
-        .collect();
-    let joined = paragraph.join(" ");
-    let line = joined.strip_prefix("error: ").unwrap_or(&joined);
-    let termination_log = std::env::var_os("INITBOX_TERMINATION_LOG").map(PathBuf::from);
+    let line = match error.kind() {
+        // clap would repeat the rejected value, which may be a URL with a password or a header
+        // with a token; the parsers' own messages name a value only where that is safe.
+        ErrorKind::ValueValidation => {
+            let argument = error
+                .get(clap::error::ContextKind::InvalidArg)
+                .map_or_else(|| "an argument".to_string(), ToString::to_string);
+            let reason = std::error::Error::source(&error)
+                .map_or_else(|| "not accepted".to_string(), ToString::to_string);
+            format!("invalid value for '{argument}': {reason}")
+        }
+        _ => {
+            // clap's message is the paragraph before the first blank line (some kinds spread it
+            // over several lines, such as the list of missing arguments); usage and tips follow.
+            let text = error.to_string();
+            let paragraph: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|line| !line.is_empty())
+                .collect();
+            let joined = paragraph.join(" ");
+            joined
+                .strip_prefix("error: ")
+                .unwrap_or(&joined)
+                .to_string()
+        }
+    };
+    let termination_log = raw_flag(&args, "--termination-log")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("INITBOX_TERMINATION_LOG").map(PathBuf::from));
     fail_before_start(
         exit::usage(format!("{line} (see 'initbox --help')")),
         report::termination_log_path(termination_log.as_deref()),
     )
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in raw arguments.
+fn raw_flag(args: &[String], flag: &str) -> Option<String> {
+    args.iter().enumerate().find_map(|(index, arg)| {
+        if arg == flag {
+            args.get(index + 1).cloned()
+        } else {
+            arg.strip_prefix(flag)?
+                .strip_prefix('=')
+                .map(str::to_string)
+        }
+    })
 }

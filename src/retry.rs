@@ -67,25 +67,52 @@ impl AttemptError {
 /// Runs `attempt` until it succeeds, fails permanently, the deadline passes or a signal arrives.
 /// `attempt` gets the time it may take, already capped by what is left of the deadline; the loop
 /// also enforces it. `target` names what is waited for in logs and errors.
-pub async fn until_ready<T, F, Fut>(ctx: &Ctx, target: &str, mut attempt: F) -> anyhow::Result<T>
+pub async fn until_ready<T, F, Fut>(ctx: &Ctx, target: &str, attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError>>,
+{
+    until_ready_within(ctx, target, None, attempt).await
+}
+
+/// [`until_ready`] with a limit of its own (such as --lock-timeout) inside the overall deadline.
+pub async fn until_ready_within<T, F, Fut>(
+    ctx: &Ctx,
+    target: &str,
+    limit: Option<Duration>,
+    mut attempt: F,
+) -> anyhow::Result<T>
 where
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<T, AttemptError>>,
 {
     let started = Instant::now();
-    let deadline = ctx.deadline;
+    let own_deadline = limit.map(|limit| started + limit);
+    let deadline = match (ctx.deadline, own_deadline) {
+        (Some(overall), Some(own)) => Some(overall.min(own)),
+        (overall, own) => overall.or(own),
+    };
+    let expired = || match (limit, own_deadline) {
+        (Some(limit), Some(own)) if ctx.deadline.is_none_or(|overall| own < overall) => {
+            exit::deadline(format!(
+                "{target}: not ready within {}",
+                duration::format(limit)
+            ))
+        }
+        _ => deadline_exceeded(ctx),
+    };
     let mut backoff = Backoff::new(ctx.policy);
     ctx.report.register(target);
     loop {
         let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
-            return Err(deadline_exceeded(ctx));
+            return Err(expired());
         }
         let budget = remaining.map_or(ctx.policy.attempt_timeout, |left| {
             left.min(ctx.policy.attempt_timeout)
         });
         let outcome = tokio::select! {
-            stop = ctx.cancel.cancelled() => return Err(interrupted(stop)),
+            stop = ctx.cancel.cancelled() => return Err(signal::stopped(stop)),
             outcome = tokio::time::timeout(budget, attempt(budget)) => outcome,
         };
         match outcome {
@@ -110,12 +137,12 @@ where
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(deadline_exceeded(ctx));
+                return Err(expired());
             }
             pause = pause.min(left);
         }
         tokio::select! {
-            stop = ctx.cancel.cancelled() => return Err(interrupted(stop)),
+            stop = ctx.cancel.cancelled() => return Err(signal::stopped(stop)),
             _ = tokio::time::sleep(pause) => {}
         }
     }
@@ -126,10 +153,6 @@ fn deadline_exceeded(ctx: &Ctx) -> anyhow::Error {
         "deadline of {} exceeded",
         duration::format(ctx.timeout)
     ))
-}
-
-fn interrupted(stop: exit::Exit) -> anyhow::Error {
-    exit::interrupted(stop, format!("stopped by {}", signal::name(stop)))
 }
 
 /// Exponential backoff from `interval` doubling up to `max_interval`. Each pause is drawn
@@ -184,6 +207,8 @@ mod tests {
         assert!((Duration::from_millis(100)..=Duration::from_millis(200)).contains(&second));
         let third = backoff.next_delay();
         assert!((Duration::from_millis(200)..=Duration::from_millis(400)).contains(&third));
+        let fourth = backoff.next_delay();
+        assert!((Duration::from_millis(400)..=Duration::from_millis(800)).contains(&fourth));
         for _ in 0..50 {
             let pause = backoff.next_delay();
             assert!(pause >= Duration::from_millis(500) && pause <= Duration::from_secs(1));
@@ -283,6 +308,20 @@ mod tests {
         assert_eq!(budgets.borrow()[0], Duration::from_secs(2));
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         assert_eq!(ctx.report.not_ready(), "blackhole:1 (no answer within 2s)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_own_limit_ends_the_wait_before_the_deadline_and_says_so() {
+        let ctx = ctx(Duration::from_secs(60));
+        let started = Instant::now();
+        let err = until_ready_within(&ctx, "lock", Some(Duration::from_secs(2)), |_| async {
+            Err::<(), _>(AttemptError::transient(anyhow::anyhow!("held")))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(err.to_string(), "lock: not ready within 2s");
     }
 
     #[tokio::test(start_paused = true)]

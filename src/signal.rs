@@ -54,10 +54,11 @@ impl Cancel {
     }
 }
 
-/// The signal's name, for messages.
-pub fn name(exit: Exit) -> &'static str {
-    match exit {
+/// The error for a run stopped by a signal: "stopped by SIGTERM", exit 143 (130 for SIGINT).
+pub fn stopped(exit: Exit) -> anyhow::Error {
+    let name = match exit {
         Exit::Interrupted => "SIGINT",
         _ => "SIGTERM",
-    }
+    };
+    crate::exit::interrupted(exit, format!("stopped by {name}"))
 }

@@ -1,6 +1,10 @@
 //! The dispatch from a parsed subcommand to its implementation.
 
+pub mod migrate;
 pub mod wait_dns;
+pub mod wait_http;
+pub mod wait_pg;
+pub mod wait_redis;
 pub mod wait_tcp;
 
 use crate::cli::Command;
@@ -19,6 +23,10 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
     match command {
         Command::WaitTcp(args) => wait_tcp::run(args, ctx).await,
         Command::WaitDns(args) => wait_dns::run(args, ctx).await,
+        Command::WaitPg(args) => wait_pg::run(args, ctx).await,
+        Command::WaitRedis(args) => wait_redis::run(args, ctx).await,
+        Command::WaitHttp(args) => wait_http::run(args, ctx).await,
+        Command::Migrate(args) => migrate::run(args, ctx).await,
     }
 }
 
@@ -27,5 +35,9 @@ pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
     match command {
         Command::WaitTcp(args) => Some(&args.then),
         Command::WaitDns(args) => Some(&args.then),
+        Command::WaitPg(args) => Some(&args.then),
+        Command::WaitRedis(args) => Some(&args.then),
+        Command::WaitHttp(args) => Some(&args.then),
+        Command::Migrate(_) => None,
     }
 }

@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::ctx::Ctx;
+use crate::error_text;
 use crate::exec::ExecArgs;
 use crate::retry::{self, AttemptError};
 use crate::target::HostPort;
@@ -57,37 +58,12 @@ async fn probe(target: &HostPort) -> Result<(), AttemptError> {
         match joined {
             Ok((_, Ok(_connection))) => return Ok(()),
             Ok((address, Err(error))) if show_address => {
-                failures.push(format!("{address}: {}", io_reason(&error)))
+                failures.push(format!("{address}: {}", error_text::io(&error)))
             }
-            Ok((_, Err(error))) => failures.push(io_reason(&error)),
+            Ok((_, Err(error))) => failures.push(error_text::io(&error)),
             Err(error) => failures.push(error.to_string()),
         }
     }
     failures.sort();
     Err(AttemptError::transient(anyhow!(failures.join(", "))))
-}
-
-/// "connection refused" rather than "Connection refused (os error 111)".
-fn io_reason(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    let text = match text.find(" (os error") {
-        Some(end) => text[..end].to_string(),
-        None => text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn io_reasons_are_short() {
-        let refused = std::io::Error::from_raw_os_error(111);
-        assert_eq!(io_reason(&refused), "connection refused");
-    }
 }

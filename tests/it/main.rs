@@ -5,5 +5,9 @@
 mod support;
 
 mod cli;
+mod migrate;
 mod wait_dns;
+mod wait_http;
+mod wait_pg;
+mod wait_redis;
 mod wait_tcp;

@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 pub mod dnsmasq;
+pub mod http;
 pub mod netns;
+pub mod postgres;
+pub mod redis;
 
 use std::io::Read;
 use std::net::TcpListener;
