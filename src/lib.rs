@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error_text;
 pub mod exec;
 pub mod exit;
+pub mod fs_atomic;
 pub mod logging;
 pub mod pg;
 pub mod redact;
