@@ -7,8 +7,8 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    migrate::MigrateArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs, wait_pg::WaitPgArgs,
-    wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    fetch_vault::FetchVaultArgs, migrate::MigrateArgs, wait_dns::WaitDnsArgs,
+    wait_http::WaitHttpArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
 use crate::duration;
 use crate::logging::LogFormat;
@@ -45,6 +45,8 @@ pub enum Command {
     WaitHttp(WaitHttpArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
+    /// Log in to Vault or OpenBao, write KV secrets to files atomically, revoke the token.
+    FetchVault(FetchVaultArgs),
 }
 
 #[derive(Debug, Args)]

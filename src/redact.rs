@@ -46,6 +46,18 @@ pub fn url(url: &url::Url) -> String {
     shown.to_string()
 }
 
+/// A URL given as text, for an error about it: parsed and redacted when possible, otherwise
+/// only its scheme and host are kept (anything after them may hold a password).
+pub fn url_text(text: &str) -> String {
+    if let Ok(parsed) = url::Url::parse(text) {
+        return url(&parsed);
+    }
+    match text.split_once('@') {
+        Some((_, after)) => format!("***@{after}"),
+        None => text.to_string(),
+    }
+}
+
 /// Reads a mounted secret file (a Kubernetes Secret volume), dropping one trailing newline as
 /// `kubectl create secret --from-file` and editors tend to add it. An unreadable file is a
 /// configuration error that names the file, never its content.

@@ -44,6 +44,8 @@ impl Policy {
 pub struct AttemptError {
     permanent: bool,
     error: anyhow::Error,
+    /// The server's own "try again after" (HTTP Retry-After), used when longer than the backoff.
+    retry_after: Option<Duration>,
 }
 
 impl AttemptError {
@@ -52,7 +54,14 @@ impl AttemptError {
         AttemptError {
             permanent: false,
             error: error.into(),
+            retry_after: None,
         }
+    }
+
+    /// Waits at least `pause` before the next attempt, as the server asked.
+    pub fn retry_after(mut self, pause: Option<Duration>) -> AttemptError {
+        self.retry_after = pause;
+        self
     }
 
     /// Waiting cannot help (rejected credentials with --fail-fast, a bad query): stop now.
@@ -60,7 +69,14 @@ impl AttemptError {
         AttemptError {
             permanent: true,
             error: error.into(),
+            retry_after: None,
         }
+    }
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
     }
 }
 
@@ -115,6 +131,7 @@ where
             stop = ctx.cancel.cancelled() => return Err(signal::stopped(stop)),
             outcome = tokio::time::timeout(budget, attempt(budget)) => outcome,
         };
+        let mut pause = backoff.next_delay();
         match outcome {
             Ok(Ok(value)) => {
                 ctx.report.ready(target, started.elapsed());
@@ -125,15 +142,16 @@ where
                     .attempt_failed(target, &format!("{:#}", failure.error));
                 return Err(failure.error.context(target.to_string()));
             }
-            Ok(Err(failure)) => ctx
-                .report
-                .attempt_failed(target, &format!("{:#}", failure.error)),
+            Ok(Err(failure)) => {
+                ctx.report
+                    .attempt_failed(target, &format!("{:#}", failure.error));
+                pause = pause.max(failure.retry_after.unwrap_or_default());
+            }
             Err(_elapsed) => ctx.report.attempt_failed(
                 target,
                 &format!("no answer within {}", duration::format(budget)),
             ),
         }
-        let mut pause = backoff.next_delay();
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -322,6 +340,28 @@ mod tests {
         assert_eq!(Exit::of(&err), Exit::DeadlineExceeded);
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         assert_eq!(err.to_string(), "lock: not ready within 2s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_servers_retry_after_lengthens_the_pause() {
+        let ctx = ctx(Duration::from_secs(60));
+        let calls = Cell::new(0);
+        let started = Instant::now();
+        until_ready(&ctx, "t", |_| {
+            calls.set(calls.get() + 1);
+            let first = calls.get() == 1;
+            async move {
+                if first {
+                    Err(AttemptError::transient(anyhow::anyhow!("429"))
+                        .retry_after(Some(Duration::from_secs(7))))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(7));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 pub mod dnsmasq;
 pub mod http;
 pub mod netns;
+pub mod openbao;
 pub mod postgres;
 pub mod redis;
 
