@@ -10,6 +10,7 @@ pub mod error_text;
 pub mod exec;
 pub mod exit;
 pub mod fs_atomic;
+pub mod http;
 pub mod logging;
 pub mod pg;
 pub mod redact;

@@ -14,10 +14,9 @@ use crate::ctx::Ctx;
 use crate::error_text;
 use crate::exec::ExecArgs;
 use crate::exit;
-use crate::logging::{self, Level};
+use crate::http;
 use crate::redact;
 use crate::retry::{self, AttemptError};
-use crate::tls::{self, Roots, Verify};
 
 /// Enough of a body to find a readiness marker; a huge response is not read to the end.
 const BODY_LIMIT: usize = 1 << 20;
@@ -104,26 +103,16 @@ pub async fn run(args: &WaitHttpArgs, ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn build_client(args: &WaitHttpArgs) -> anyhow::Result<Client> {
-    let verify = if args.insecure {
-        logging::emit(
-            Level::Warn,
-            "--insecure: server certificates are not verified",
-            &[("event", "insecure".into())],
-        );
-        Verify::Nothing
-    } else {
-        Verify::Full
+    let trust = http::Trust {
+        cacert: args.cacert.as_ref(),
+        unverified_by: args.insecure.then_some("--insecure"),
     };
-    let roots = args.cacert.clone().map_or(Roots::System, Roots::File);
-    let tls = std::sync::Arc::unwrap_or_clone(tls::client_config(&roots, verify)?);
-    Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-        .user_agent(concat!("initbox/", env!("CARGO_PKG_VERSION")))
-        // Each attempt is a fresh connection, as a restarted server would see from a client.
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|error| anyhow!("setting up the HTTP client: {error}"))
+    // Each attempt is a fresh connection, as a restarted server would see from a client.
+    http::client(
+        trust,
+        reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+        false,
+    )
 }
 
 /// One request; the retry loop bounds it by the attempt timeout.

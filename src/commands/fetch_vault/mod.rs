@@ -16,8 +16,8 @@ use url::Url;
 use crate::ctx::Ctx;
 use crate::exit;
 use crate::fs_atomic::{self, Owner};
+use crate::http;
 use crate::logging::{self, Level};
-use crate::tls::{self, Roots, Verify};
 
 use auth::{AuthArgs, AuthMethod, Credentials};
 use client::Vault;
@@ -222,22 +222,10 @@ fn check_destinations(args: &FetchVaultArgs) -> anyhow::Result<()> {
 }
 
 fn http_client(args: &FetchVaultArgs) -> anyhow::Result<Client> {
-    let verify = if args.skip_verify {
-        logging::emit(
-            Level::Warn,
-            "VAULT_SKIP_VERIFY: Vault's certificate is not verified",
-            &[("event", "insecure".into())],
-        );
-        Verify::Nothing
-    } else {
-        Verify::Full
+    let trust = http::Trust {
+        cacert: args.cacert.as_ref(),
+        unverified_by: args.skip_verify.then_some("VAULT_SKIP_VERIFY"),
     };
-    let roots = args.cacert.clone().map_or(Roots::System, Roots::File);
-    let tls = std::sync::Arc::unwrap_or_clone(tls::client_config(&roots, verify)?);
-    Client::builder()
-        .tls_backend_preconfigured(tls)
-        .user_agent(concat!("initbox/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|error| anyhow::anyhow!("setting up the HTTP client: {error}"))
+    // Vault answers on the address it was given; a redirect would be a misconfiguration.
+    http::client(trust, reqwest::redirect::Policy::none(), true)
 }

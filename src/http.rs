@@ -1,0 +1,45 @@
+//! The HTTP client, built one way for every subcommand that speaks HTTP: rustls with the roots
+//! and verification asked for, initbox's user agent, and a warning when verification is off.
+
+use std::path::PathBuf;
+
+use reqwest::Client;
+use reqwest::redirect::Policy;
+
+use crate::logging::{self, Level};
+use crate::tls::{self, Roots, Verify};
+
+/// How the server's certificate is trusted.
+pub struct Trust<'a> {
+    /// A CA file (`--cacert`, `VAULT_CACERT`) instead of the system bundle.
+    pub cacert: Option<&'a PathBuf>,
+    /// The flag that turned verification off (`--insecure`, `VAULT_SKIP_VERIFY`), if one did;
+    /// it is named in the warning.
+    pub unverified_by: Option<&'a str>,
+}
+
+pub fn client(trust: Trust, redirects: Policy, keep_alive: bool) -> anyhow::Result<Client> {
+    let verify = match trust.unverified_by {
+        Some(flag) => {
+            logging::emit(
+                Level::Warn,
+                &format!("{flag}: server certificates are not verified"),
+                &[("event", "insecure".into())],
+            );
+            Verify::Nothing
+        }
+        None => Verify::Full,
+    };
+    let roots = trust.cacert.cloned().map_or(Roots::System, Roots::File);
+    let tls = std::sync::Arc::unwrap_or_clone(tls::client_config(&roots, verify)?);
+    let mut builder = Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(redirects)
+        .user_agent(concat!("initbox/", env!("CARGO_PKG_VERSION")));
+    if !keep_alive {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    builder
+        .build()
+        .map_err(|error| anyhow::anyhow!("setting up the HTTP client: {error}"))
+}
