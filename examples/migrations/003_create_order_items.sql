@@ -1,0 +1,10 @@
+-- Several statements in one file run in one transaction: all of them apply, or none.
+CREATE TABLE order_items (
+    order_id    bigint  NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+    line        integer NOT NULL,
+    sku         text    NOT NULL,
+    quantity    integer NOT NULL CHECK (quantity > 0),
+    price_cents bigint  NOT NULL CHECK (price_cents >= 0),
+    PRIMARY KEY (order_id, line)
+);
+CREATE INDEX order_items_sku ON order_items (sku);
