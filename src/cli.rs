@@ -7,8 +7,8 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    migrate::MigrateArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs, wait_pg::WaitPgArgs,
-    wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    migrate::MigrateArgs, render_config::RenderConfigArgs, wait_dns::WaitDnsArgs,
+    wait_http::WaitHttpArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
 use crate::duration;
 use crate::logging::LogFormat;
@@ -45,6 +45,8 @@ pub enum Command {
     WaitHttp(WaitHttpArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
+    /// Render config files from templates and environment variables; write them atomically.
+    RenderConfig(RenderConfigArgs),
 }
 
 #[derive(Debug, Args)]

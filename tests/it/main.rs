@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod migrate;
+mod render_config;
 mod wait_dns;
 mod wait_http;
 mod wait_pg;
