@@ -7,8 +7,9 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    fetch_vault::FetchVaultArgs, migrate::MigrateArgs, wait_dns::WaitDnsArgs,
-    wait_http::WaitHttpArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    fetch_vault::FetchVaultArgs, migrate::MigrateArgs, render_config::RenderConfigArgs,
+    wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs,
+    wait_tcp::WaitTcpArgs,
 };
 use crate::duration;
 use crate::logging::LogFormat;
@@ -47,6 +48,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Log in to Vault or OpenBao, write KV secrets to files atomically, revoke the token.
     FetchVault(FetchVaultArgs),
+    /// Render config files from templates and environment variables; write them atomically.
+    RenderConfig(RenderConfigArgs),
 }
 
 #[derive(Debug, Args)]

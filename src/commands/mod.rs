@@ -2,6 +2,7 @@
 
 pub mod fetch_vault;
 pub mod migrate;
+pub mod render_config;
 pub mod wait_dns;
 pub mod wait_http;
 pub mod wait_pg;
@@ -29,6 +30,7 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::WaitHttp(args) => wait_http::run(args, ctx).await,
         Command::Migrate(args) => migrate::run(args, ctx).await,
         Command::FetchVault(args) => fetch_vault::run(args, ctx).await,
+        Command::RenderConfig(args) => render_config::run(args, ctx).await,
     }
 }
 
@@ -40,6 +42,6 @@ pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
         Command::WaitPg(args) => Some(&args.then),
         Command::WaitRedis(args) => Some(&args.then),
         Command::WaitHttp(args) => Some(&args.then),
-        Command::Migrate(_) | Command::FetchVault(_) => None,
+        Command::Migrate(_) | Command::FetchVault(_) | Command::RenderConfig(_) => None,
     }
 }

@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod fetch_vault;
 mod migrate;
+mod render_config;
 mod wait_dns;
 mod wait_http;
 mod wait_pg;

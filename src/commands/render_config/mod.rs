@@ -1,0 +1,309 @@
+//! render-config: render config files from templates, environment variables and mounted files.
+//! Every template is rendered and validated before anything is written, and each output is
+//! written atomically, so a pod never starts on a half-written or half-updated config.
+
+mod envsubst;
+mod jinja;
+mod validate;
+mod values;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+
+use crate::ctx::Ctx;
+use crate::error_text;
+use crate::exit;
+use crate::fs_atomic::{self, Owner};
+use crate::logging::{self, Level};
+
+use envsubst::ProblemKind;
+use validate::Format;
+use values::Values;
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["template", "dir"]))]
+pub struct RenderConfigArgs {
+    /// Template file to render.
+    #[arg(value_name = "TEMPLATE", requires = "dest")]
+    pub template: Option<PathBuf>,
+
+    /// Where to write it; "-" for stdout.
+    #[arg(value_name = "DEST")]
+    pub dest: Option<PathBuf>,
+
+    /// Directory of templates (a mounted ConfigMap): each file is rendered into --out under
+    /// the same name. Not recursive; names starting with '.' are skipped; symlinks followed.
+    #[arg(long, value_name = "TEMPLATES_DIR", requires = "out", conflicts_with_all = ["template", "dest"])]
+    pub dir: Option<PathBuf>,
+
+    /// Existing directory to write --dir's rendered files into.
+    #[arg(long, value_name = "OUT_DIR", requires = "dir")]
+    pub out: Option<PathBuf>,
+
+    /// Template syntax: envsubst (${VAR} forms) or jinja (minijinja, strict undefined).
+    #[arg(long, value_enum, default_value = "envsubst", value_name = "ENGINE")]
+    pub engine: Engine,
+
+    /// Directory whose files become variables named after them (a mounted Secret or
+    /// ConfigMap); wins over the environment. Repeatable: a later one wins.
+    #[arg(long, value_name = "DIR")]
+    pub values_dir: Vec<PathBuf>,
+
+    /// Refuse to write output that does not parse as this format (auto: by file extension).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub validate: Option<Format>,
+
+    /// Mode of the written files, in octal.
+    #[arg(long, default_value = "0644", value_parser = fs_atomic::parse_mode, value_name = "MODE")]
+    pub mode: u32,
+
+    /// Owner of the written files: UID:GID or UID (numbers; needs root or CAP_CHOWN).
+    #[arg(long, value_parser = Owner::parse, value_name = "UID[:GID]")]
+    pub owner: Option<Owner>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// ${VAR}, ${VAR:-default}, ${VAR?message} and the other POSIX forms; $$ for $.
+    Envsubst,
+    /// minijinja: {{ env.VAR }}, {% if %}, {% for %}, filters, file(path).
+    Jinja,
+}
+
+/// One template and where its output goes.
+struct Job {
+    template: PathBuf,
+    /// The template as messages name it.
+    shown: String,
+    /// `None`: stdout.
+    dest: Option<PathBuf>,
+}
+
+pub async fn run(args: &RenderConfigArgs, _ctx: &Ctx) -> anyhow::Result<()> {
+    let jobs = jobs(args)?;
+    let values = Values::load(&args.values_dir)?;
+    let sources = jobs
+        .iter()
+        .map(|job| read_template(&job.template))
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let rendered = render_all(args.engine, &jobs, &sources, &values)?;
+    if let Some(format) = args.validate {
+        validate_all(format, &jobs, &rendered)?;
+    }
+    for (job, text) in jobs.iter().zip(&rendered) {
+        write(job, text, args)?;
+    }
+    Ok(())
+}
+
+/// What to render where, checked before any template is read.
+fn jobs(args: &RenderConfigArgs) -> anyhow::Result<Vec<Job>> {
+    if let (Some(dir), Some(out)) = (&args.dir, &args.out) {
+        if !out.is_dir() {
+            return Err(exit::usage(format!(
+                "output directory {} does not exist",
+                out.display()
+            )));
+        }
+        let same = dir
+            .canonicalize()
+            .ok()
+            .is_some_and(|dir| out.canonicalize().ok() == Some(dir));
+        if same {
+            return Err(exit::usage(format!(
+                "--out {} is the templates directory: outputs would overwrite their templates",
+                out.display()
+            )));
+        }
+        let files = volume_files(dir, "templates directory")?;
+        if files.is_empty() {
+            return Err(exit::usage(format!("no templates in {}", dir.display())));
+        }
+        return Ok(files
+            .into_iter()
+            .map(|(name, template)| Job {
+                template,
+                shown: name.to_string_lossy().into_owned(),
+                dest: Some(out.join(&name)),
+            })
+            .collect());
+    }
+    let (Some(template), Some(dest)) = (&args.template, &args.dest) else {
+        return Err(exit::usage("give TEMPLATE DEST, or --dir and --out"));
+    };
+    let dest = (dest.as_os_str() != "-").then(|| dest.clone());
+    // A missing directory is found by write_atomic, before anything is written; a directory as
+    // DEST would only fail at the rename, after the work.
+    if let Some(dest) = dest.as_ref().filter(|dest| dest.is_dir()) {
+        return Err(exit::usage(format!(
+            "{} is a directory; DEST is the file to write",
+            dest.display()
+        )));
+    }
+    Ok(vec![Job {
+        template: template.clone(),
+        shown: template.display().to_string(),
+        dest,
+    }])
+}
+
+/// The regular files directly in `dir`, sorted by name, with their paths: symlinks followed (a
+/// ConfigMap or Secret volume is a tree of links into `..data`), not recursive, names starting
+/// with '.' skipped (`..data`, the timestamped directory, editors' swap files). `what` names
+/// the directory in errors.
+fn volume_files(dir: &Path, what: &str) -> anyhow::Result<Vec<(OsString, PathBuf)>> {
+    let unreadable = |error: std::io::Error| {
+        exit::usage(format!(
+            "cannot read {what} {}: {}",
+            dir.display(),
+            error_text::io(&error)
+        ))
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let name = entry.file_name();
+        let path = entry.path();
+        if !name.to_string_lossy().starts_with('.')
+            && std::fs::metadata(&path).is_ok_and(|meta| meta.is_file())
+        {
+            files.push((name, path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_template(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|error| {
+        exit::usage(format!(
+            "cannot read template {}: {}",
+            path.display(),
+            error_text::io(&error)
+        ))
+    })?;
+    String::from_utf8(bytes)
+        .map_err(|_| exit::usage(format!("template {} is not UTF-8 text", path.display())))
+}
+
+/// Renders every template. Any problem in any of them is exit 2, with every undefined variable
+/// of every template in the one message, so one rollout shows everything there is to fix.
+fn render_all(
+    engine: Engine,
+    jobs: &[Job],
+    sources: &[String],
+    values: &Values,
+) -> anyhow::Result<Vec<String>> {
+    let jinja = (engine == Engine::Jinja).then(|| jinja::Jinja::new(values));
+    let mut rendered = Vec::with_capacity(jobs.len());
+    let mut errors = Vec::new();
+    // Each undefined name once, where it is first used, in one list over all templates.
+    let mut undefined: Vec<(String, String)> = Vec::new();
+    for (job, source) in jobs.iter().zip(sources) {
+        let outcome = match &jinja {
+            Some(jinja) => jinja
+                .render(&job.shown, source)
+                .map_err(|error| vec![error]),
+            None => envsubst::render(source, |name| values.get(name)).map_err(|problems| {
+                let mut syntax = Vec::new();
+                for problem in problems {
+                    let place = format!("{}:{}:{}", job.shown, problem.line, problem.column);
+                    match problem.kind {
+                        ProblemKind::Syntax(message) => syntax.push(format!("{place}: {message}")),
+                        ProblemKind::Undefined { name, message } => {
+                            if !undefined.iter().any(|(seen, _)| *seen == name) {
+                                let place = match message {
+                                    Some(message) => format!("{place}: {message}"),
+                                    None => place,
+                                };
+                                undefined.push((name, place));
+                            }
+                        }
+                    }
+                }
+                syntax
+            }),
+        };
+        match outcome {
+            Ok(text) => rendered.push(text),
+            Err(found) => errors.extend(found),
+        }
+    }
+    if !undefined.is_empty() {
+        let listed: Vec<String> = undefined
+            .iter()
+            .map(|(name, place)| format!("{name} ({place})"))
+            .collect();
+        errors.insert(0, format!("undefined variables: {}", listed.join(", ")));
+    }
+    if !errors.is_empty() {
+        return Err(exit::usage(format!(
+            "{}; nothing written",
+            errors.join("; ")
+        )));
+    }
+    Ok(rendered)
+}
+
+/// Parses every output that `--validate` covers; exit 1 naming each one that fails.
+fn validate_all(format: Format, jobs: &[Job], rendered: &[String]) -> anyhow::Result<()> {
+    let failures: Vec<String> = jobs
+        .iter()
+        .zip(rendered)
+        .filter_map(|(job, text)| {
+            let named = job.dest.as_deref().unwrap_or(&job.template);
+            let file_name = named.file_name()?.to_string_lossy();
+            let format = format.for_file(&file_name)?;
+            let shown = job
+                .dest
+                .as_deref()
+                .map_or_else(|| "stdout".to_string(), |dest| dest.display().to_string());
+            validate::check(format, text)
+                .err()
+                .map(|reason| format!("{shown}: {reason}"))
+        })
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow!("{}; nothing written", failures.join("; ")))
+}
+
+fn write(job: &Job, text: &str, args: &RenderConfigArgs) -> anyhow::Result<()> {
+    let Some(dest) = &job.dest else {
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|error| anyhow!("writing to stdout: {}", error_text::io(&error)));
+    };
+    fs_atomic::write_atomic(dest, text.as_bytes(), args.mode, args.owner)?;
+    logging::emit(
+        Level::Info,
+        &format!(
+            "wrote {} ({} bytes, mode {:04o}) from {}",
+            dest.display(),
+            text.len(),
+            args.mode,
+            job.shown
+        ),
+        &[
+            ("event", "written".into()),
+            ("path", dest.display().to_string().into()),
+            ("template", job.shown.clone().into()),
+            ("bytes", text.len().into()),
+        ],
+    );
+    Ok(())
+}
+
+/// 1-based line and column (in characters) of a byte offset in `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (line, before[line_start..].chars().count() + 1)
+}

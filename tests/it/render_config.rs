@@ -1,0 +1,599 @@
+//! render-config with the real binary: every expansion form, nginx's own `$variables` kept,
+//! undefined variables listed together, jinja's strict mode, validation, ConfigMap and Secret
+//! volume layouts, and outputs that are written whole or not at all, with their mode and owner.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Run, initbox, is_root, run};
+
+const SECRET: &str = "hunter2-very-secret";
+
+fn render(args: &[&str]) -> Command {
+    let mut command = initbox();
+    command.arg("render-config").args(args);
+    command
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().unwrap().to_string()
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// Lays `files` out as the kubelet mounts a ConfigMap or Secret volume: the files in a
+/// timestamped directory, `..data` linking to it, and one link per key through `..data`.
+fn volume(dir: &Path, files: &[(&str, &str)]) {
+    let data = dir.join("..2026_11_21_23_00_00.123456789");
+    std::fs::create_dir(&data).unwrap();
+    for (name, content) in files {
+        std::fs::write(data.join(name), content).unwrap();
+    }
+    symlink(data.file_name().unwrap(), dir.join("..data")).unwrap();
+    for (name, _) in files {
+        symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+    }
+}
+
+/// The names in `dir`, sorted: a failed run must leave no temp file behind.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A failure: the exit code, exactly one line on stderr, and no secret anywhere in it.
+fn expect_failure(result: &Run, code: i32) -> String {
+    result.expect_code(code);
+    let lines = result.stderr_lines();
+    assert_eq!(lines.len(), 1, "{}", result.stderr);
+    assert!(!result.stderr.contains(SECRET), "{}", result.stderr);
+    assert!(!result.stderr.contains("panicked"), "{}", result.stderr);
+    assert!(result.stdout.is_empty(), "{}", result.stdout);
+    lines[0].to_string()
+}
+
+#[test]
+fn every_expansion_form_has_its_posix_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = "\
+plain=${RC_HOST}
+empty=[${RC_EMPTY}]
+colon_dash=${RC_EMPTY:-fallback} ${RC_UNSET:-fallback} ${RC_HOST:-fallback}
+dash=[${RC_EMPTY-fallback}] ${RC_UNSET-fallback}
+colon_question=${RC_HOST:?needed}
+question=[${RC_EMPTY?needed}]
+colon_plus=[${RC_HOST:+on}] [${RC_EMPTY:+on}]
+plus=[${RC_EMPTY+on}] [${RC_UNSET+on}]
+nested=${RC_UNSET:-http://${RC_HOST}:${RC_PORT:-5432}/}
+dollar=$$5 $${RC_HOST}
+";
+    std::fs::write(dir.path().join("app.conf.tmpl"), template).unwrap();
+    let result = run(render(&[
+        &path(dir.path(), "app.conf.tmpl"),
+        &path(dir.path(), "app.conf"),
+    ])
+    .env("RC_HOST", "db.local")
+    .env("RC_EMPTY", "")
+    .env_remove("RC_UNSET")
+    .env_remove("RC_PORT"));
+    result.expect_code(0);
+    assert_eq!(
+        read(dir.path(), "app.conf"),
+        "\
+plain=db.local
+empty=[]
+colon_dash=fallback fallback db.local
+dash=[] fallback
+colon_question=db.local
+question=[]
+colon_plus=[on] []
+plus=[on] []
+nested=http://db.local:5432/
+dollar=$5 ${RC_HOST}
+"
+    );
+    assert!(
+        result.stderr.contains("wrote ") && result.stderr.contains("app.conf"),
+        "{}",
+        result.stderr
+    );
+    let mode = std::fs::metadata(dir.path().join("app.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o644);
+}
+
+#[test]
+fn nginx_variables_are_kept_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = "\
+server {
+    listen ${RC_PORT};
+    location / {
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        return 301 https://$host$request_uri;
+    }
+}
+";
+    std::fs::write(dir.path().join("nginx.conf.tmpl"), template).unwrap();
+    let result = run(render(&[&path(dir.path(), "nginx.conf.tmpl"), "-"]).env("RC_PORT", "8080"));
+    result.expect_code(0);
+    assert_eq!(result.stdout, template.replace("${RC_PORT}", "8080"));
+}
+
+#[test]
+fn every_undefined_variable_is_listed_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.tmpl"),
+        "password=${RC_SECRET}\nhost=${RC_DB_HOST}\nkey=${RC_API_KEY:?mount the api-key Secret}\nagain=${RC_DB_HOST}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.conf"), "previous\n").unwrap();
+    let termination = dir.path().join("termination-log");
+    let result = run(initbox()
+        .arg("--termination-log")
+        .arg(&termination)
+        .args([
+            "render-config",
+            &path(dir.path(), "app.tmpl"),
+            &path(dir.path(), "app.conf"),
+        ])
+        .env("RC_SECRET", SECRET)
+        .env_remove("RC_DB_HOST")
+        .env_remove("RC_API_KEY"));
+    let line = expect_failure(&result, 2);
+    let template = path(dir.path(), "app.tmpl");
+    assert!(
+        line.contains(&format!(
+            "undefined variables: RC_DB_HOST ({template}:2:6), RC_API_KEY ({template}:3:5: mount the api-key Secret); nothing written"
+        )),
+        "{line}"
+    );
+    assert_eq!(read(dir.path(), "app.conf"), "previous\n");
+    assert_eq!(
+        names(dir.path()),
+        ["app.conf", "app.tmpl", "termination-log"]
+    );
+    let message = std::fs::read_to_string(&termination).unwrap();
+    assert!(message.contains("RC_DB_HOST"), "{message}");
+    assert!(!message.contains(SECRET), "{message}");
+}
+
+#[test]
+fn template_syntax_errors_name_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = path(dir.path(), "bad.tmpl");
+    for (source, expected) in [
+        ("ok\n  x=${RC_HOST\n", ":2:5: unterminated ${: no closing }"),
+        ("a ${1abc}", ":1:3: invalid variable name '1abc'"),
+        ("\n\n${a b}", ":3:1: invalid variable name 'a b'"),
+        ("${RC_HOST:=x}", ":1:1: unsupported expansion ${RC_HOST:=x}"),
+    ] {
+        std::fs::write(&template, source).unwrap();
+        let result = run(&mut render(&[&template, &path(dir.path(), "out")]));
+        let line = expect_failure(&result, 2);
+        assert!(
+            line.contains(&format!("{template}{expected}")),
+            "{source:?}: {line}"
+        );
+        assert!(!dir.path().join("out").exists());
+    }
+}
+
+#[test]
+fn jinja_renders_conditionals_loops_files_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    volume(&secrets, &[("password", &format!("{SECRET}\n"))]);
+    let template = format!(
+        "\
+app:
+  name: {{{{ env.RC_NAME | yaml_quote }}}}
+  {{% if env.RC_TLS is defined %}}
+  tls: true
+  {{% endif %}}
+  peers:
+  {{% for peer in env.RC_PEERS | split(\",\") %}}
+    - {{{{ peer }}}}
+  {{% endfor %}}
+  port: {{{{ env.RC_PORT | default(8080) }}}}
+  auth: {{{{ (\"app:\" ~ file(\"{}\")) | b64encode }}}}
+  json: {{{{ {{\"name\": env.RC_NAME}} | tojson }}}}
+",
+        secrets.join("password").display()
+    );
+    std::fs::write(dir.path().join("app.yaml"), template).unwrap();
+    let result = run(render(&[
+        "--engine",
+        "jinja",
+        "--validate",
+        "yaml",
+        &path(dir.path(), "app.yaml"),
+        &path(dir.path(), "out.yaml"),
+    ])
+    .env("RC_NAME", "yes: no")
+    .env("RC_PEERS", "a,b")
+    .env_remove("RC_TLS")
+    .env_remove("RC_PORT"));
+    result.expect_code(0);
+    let auth = {
+        // base64 of "app:" + SECRET, computed independently of the code under test.
+        let output = Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("app:{SECRET}").as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(
+        read(dir.path(), "out.yaml"),
+        format!(
+            "\
+app:
+  name: \"yes: no\"
+  peers:
+    - a
+    - b
+  port: 8080
+  auth: {auth}
+  json: {{\"name\": \"yes: no\"}}
+"
+        )
+    );
+}
+
+#[test]
+fn jinja_is_strict_about_undefined_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.j2"),
+        "user={{ env.RC_USER }}\n{% if env.RC_DEBUG %}debug{% endif %}\nhost={{ env.RC_HOST }}\nsecret={{ env.RC_SECRET }}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app.conf"), "previous\n").unwrap();
+    let result = run(render(&[
+        "--engine",
+        "jinja",
+        &path(dir.path(), "app.j2"),
+        &path(dir.path(), "app.conf"),
+    ])
+    .env("RC_USER", "app")
+    .env("RC_SECRET", SECRET)
+    .env_remove("RC_DEBUG")
+    .env_remove("RC_HOST"));
+    let line = expect_failure(&result, 2);
+    let template = path(dir.path(), "app.j2");
+    assert!(
+        line.contains(&format!(
+            "{template}:2:7: undefined value: `env.RC_DEBUG` is undefined (undefined under env: RC_DEBUG, RC_HOST); nothing written"
+        )),
+        "{line}"
+    );
+    assert_eq!(read(dir.path(), "app.conf"), "previous\n");
+    assert_eq!(names(dir.path()), ["app.conf", "app.j2"]);
+
+    // file() on a file that is not there names the path.
+    std::fs::write(
+        dir.path().join("file.j2"),
+        "{{ file(\"/nonexistent/secret\") }}",
+    )
+    .unwrap();
+    let result = run(&mut render(&[
+        "--engine",
+        "jinja",
+        &path(dir.path(), "file.j2"),
+        "-",
+    ]));
+    let line = expect_failure(&result, 2);
+    assert!(line.contains("/nonexistent/secret"), "{line}");
+}
+
+#[test]
+fn malformed_output_is_refused_with_the_parsers_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "json",
+            "config.json",
+            "{\n  \"password\": \"${RC_SECRET}\",\n}\n",
+            "invalid json at line 3, column 1: trailing comma",
+        ),
+        (
+            "yaml",
+            "config.yaml",
+            "password: ${RC_SECRET}\n  nested: [\n",
+            "invalid yaml at line 2, column 9: mapping values are not allowed in this context",
+        ),
+        (
+            "toml",
+            "config.toml",
+            "[db]\npassword = ${RC_SECRET}\n",
+            "invalid toml at line 2, column 12: string values must be quoted, expected literal string",
+        ),
+    ];
+    for (format, name, template, reason) in cases {
+        let template_path = path(dir.path(), &format!("{name}.tmpl"));
+        std::fs::write(&template_path, template).unwrap();
+        let dest = path(dir.path(), name);
+        std::fs::write(&dest, "previous\n").unwrap();
+        for validate in [format, "auto"] {
+            let result =
+                run(render(&["--validate", validate, &template_path, &dest])
+                    .env("RC_SECRET", SECRET));
+            let line = expect_failure(&result, 1);
+            assert!(
+                line.contains(&format!("{dest}: {reason}; nothing written")),
+                "{validate}: {line}"
+            );
+            assert_eq!(std::fs::read_to_string(&dest).unwrap(), "previous\n");
+        }
+    }
+    assert_eq!(
+        names(dir.path()),
+        [
+            "config.json",
+            "config.json.tmpl",
+            "config.toml",
+            "config.toml.tmpl",
+            "config.yaml",
+            "config.yaml.tmpl"
+        ]
+    );
+    // The same output, quoted properly, passes.
+    let fixed = path(dir.path(), "fixed.json");
+    std::fs::write(
+        dir.path().join("fixed.tmpl"),
+        "{\"password\": \"${RC_SECRET}\"}\n",
+    )
+    .unwrap();
+    run(render(&[
+        "--validate",
+        "auto",
+        &path(dir.path(), "fixed.tmpl"),
+        &fixed,
+    ])
+    .env("RC_SECRET", SECRET))
+    .expect_code(0);
+}
+
+#[test]
+fn a_configmap_of_templates_renders_into_an_output_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let templates = root.path().join("templates");
+    let secret = root.path().join("secret");
+    let out = root.path().join("out");
+    for dir in [&templates, &secret, &out] {
+        std::fs::create_dir(dir).unwrap();
+    }
+    volume(
+        &templates,
+        &[
+            (
+                "nginx.conf",
+                "upstream app { server ${APP_HOST}:${APP_PORT:-8080}; }\nproxy_set_header Host $host;\n",
+            ),
+            (
+                "app.json",
+                "{\"user\": \"${db_user}\", \"password\": \"${db_password}\"}\n",
+            ),
+        ],
+    );
+    volume(
+        &secret,
+        &[
+            ("db-user", "app\n"),
+            ("db-password", &format!("{SECRET}\n")),
+        ],
+    );
+    let result = run(render(&[
+        "--dir",
+        templates.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--values-dir",
+        secret.to_str().unwrap(),
+        "--validate",
+        "auto",
+        "--mode",
+        "0640",
+    ])
+    .env("APP_HOST", "app.svc")
+    .env_remove("APP_PORT")
+    // The Secret's value wins over the environment's.
+    .env("db_user", "from-env"));
+    result.expect_code(0);
+    assert!(!result.stderr.contains(SECRET), "{}", result.stderr);
+    assert_eq!(names(&out), ["app.json", "nginx.conf"]);
+    assert_eq!(
+        read(&out, "nginx.conf"),
+        "upstream app { server app.svc:8080; }\nproxy_set_header Host $host;\n"
+    );
+    assert_eq!(
+        read(&out, "app.json"),
+        format!("{{\"user\": \"app\", \"password\": \"{SECRET}\"}}\n")
+    );
+    for name in ["app.json", "nginx.conf"] {
+        let meta = std::fs::metadata(out.join(name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "{name}");
+        assert!(meta.file_type().is_file(), "{name}");
+    }
+}
+
+#[test]
+fn one_bad_template_in_a_directory_means_nothing_is_written() {
+    let root = tempfile::tempdir().unwrap();
+    let templates = root.path().join("templates");
+    let out = root.path().join("out");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    volume(
+        &templates,
+        &[
+            ("a.conf", "a=${RC_A}\n"),
+            ("b.json", "{\"b\": ${RC_B}}\n"),
+            ("c.conf", "c=${RC_MISSING_1} ${RC_MISSING_2}\n"),
+        ],
+    );
+    std::fs::write(out.join("a.conf"), "old a\n").unwrap();
+    let args = [
+        "--dir",
+        templates.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--validate",
+        "auto",
+    ];
+    // Undefined variables in one template: exit 2, nothing written.
+    let result = run(render(&args).env("RC_A", "1").env("RC_B", "2"));
+    let line = expect_failure(&result, 2);
+    assert!(
+        line.contains("undefined variables: RC_MISSING_1 (c.conf:1:3), RC_MISSING_2 (c.conf:1:19)"),
+        "{line}"
+    );
+    assert_eq!(names(&out), ["a.conf"]);
+    assert_eq!(read(&out, "a.conf"), "old a\n");
+
+    // Invalid output in one file: exit 1, nothing written.
+    let result = run(render(&args)
+        .env("RC_A", "1")
+        .env("RC_B", SECRET)
+        .env("RC_MISSING_1", "x")
+        .env("RC_MISSING_2", "y"));
+    let line = expect_failure(&result, 1);
+    assert!(
+        line.contains("b.json: invalid json at line 1, column 7: expected value"),
+        "{line}"
+    );
+    assert_eq!(names(&out), ["a.conf"]);
+    assert_eq!(read(&out, "a.conf"), "old a\n");
+
+    // All good: every file is written.
+    let result = run(render(&args)
+        .env("RC_A", "1")
+        .env("RC_B", "2")
+        .env("RC_MISSING_1", "x")
+        .env("RC_MISSING_2", "y"));
+    result.expect_code(0);
+    assert_eq!(names(&out), ["a.conf", "b.json", "c.conf"]);
+    assert_eq!(read(&out, "a.conf"), "a=1\n");
+    assert_eq!(read(&out, "b.json"), "{\"b\": 2}\n");
+}
+
+#[test]
+fn mode_and_owner_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t"), "x=${RC_X}\n").unwrap();
+    let dest = path(dir.path(), "secret.conf");
+    run(render(&["--mode", "0400", &path(dir.path(), "t"), &dest]).env("RC_X", "1")).expect_code(0);
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o400);
+    if !is_root() {
+        eprintln!("skipping the --owner part: needs root");
+        return;
+    }
+    run(render(&[
+        "--owner",
+        "1234:5678",
+        "--mode",
+        "0440",
+        &path(dir.path(), "t"),
+        &dest,
+    ])
+    .env("RC_X", "2"))
+    .expect_code(0);
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o440);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "x=2\n");
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = path(dir.path(), "t");
+    std::fs::write(&template, "x\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["render-config"], "<TEMPLATE|--dir"),
+        (&["render-config", &template], "<DEST>"),
+        (
+            &["render-config", "--dir", dir.path().to_str().unwrap()],
+            "--out",
+        ),
+        (
+            &[
+                "render-config",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "--out",
+                "/nonexistent",
+            ],
+            "output directory /nonexistent does not exist",
+        ),
+        (
+            &["render-config", "--mode", "rw", &template, "/tmp/x"],
+            "invalid mode 'rw'",
+        ),
+        (
+            &["render-config", "--owner", "app", &template, "/tmp/x"],
+            "invalid owner 'app'",
+        ),
+        (
+            &[
+                "render-config",
+                "--engine",
+                "handlebars",
+                &template,
+                "/tmp/x",
+            ],
+            "'handlebars'",
+        ),
+        (
+            &["render-config", "--validate", "xml", &template, "/tmp/x"],
+            "'xml'",
+        ),
+        (
+            &["render-config", "/nonexistent/template", "/tmp/x"],
+            "cannot read template /nonexistent/template",
+        ),
+        (
+            &["render-config", &template, "/nonexistent/dir/x"],
+            "directory /nonexistent/dir does not exist",
+        ),
+        (
+            &[
+                "render-config",
+                "--values-dir",
+                "/nonexistent",
+                &template,
+                "-",
+            ],
+            "cannot read values directory /nonexistent",
+        ),
+    ];
+    for (args, named) in cases {
+        let result = run(initbox().args(*args));
+        let line = expect_failure(&result, 2);
+        assert!(line.contains(named), "{args:?}: {line}");
+    }
+}
