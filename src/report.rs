@@ -115,11 +115,18 @@ impl Report {
             ("attempts", json!(attempts)),
         ];
         match result {
-            Ok(()) => logging::emit(
-                Level::Info,
-                &format!("done in {elapsed_ms}ms ({attempts} attempts)"),
-                &fields,
-            ),
+            Ok(()) => {
+                let tries = match attempts {
+                    0 => String::new(),
+                    1 => " (1 attempt)".into(),
+                    n => format!(" ({n} attempts)"),
+                };
+                logging::emit(
+                    Level::Info,
+                    &format!("done in {elapsed_ms}ms{tries}"),
+                    &fields,
+                )
+            }
             Err(error) => {
                 let line = self.failure_line(error, exit);
                 fields.push(("error", json!(line)));
