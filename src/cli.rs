@@ -7,8 +7,8 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    migrate::MigrateArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs, wait_pg::WaitPgArgs,
-    wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    fix_perms::FixPermsArgs, migrate::MigrateArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs,
+    wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
 use crate::duration;
 use crate::logging::LogFormat;
@@ -45,6 +45,8 @@ pub enum Command {
     WaitHttp(WaitHttpArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
+    /// Give a volume an owner and modes, without following symlinks or changing what is right.
+    FixPerms(FixPermsArgs),
 }
 
 #[derive(Debug, Args)]

@@ -115,11 +115,14 @@ impl Report {
             ("attempts", json!(attempts)),
         ];
         match result {
-            Ok(()) => logging::emit(
-                Level::Info,
-                &format!("done in {elapsed_ms}ms ({attempts} attempts)"),
-                &fields,
-            ),
+            Ok(()) => {
+                // A job that waits for nothing (fix-perms) makes no attempts worth counting.
+                let message = match attempts {
+                    0 => format!("done in {elapsed_ms}ms"),
+                    _ => format!("done in {elapsed_ms}ms ({attempts} attempts)"),
+                };
+                logging::emit(Level::Info, &message, &fields)
+            }
             Err(error) => {
                 let line = self.failure_line(error, exit);
                 fields.push(("error", json!(line)));

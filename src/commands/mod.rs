@@ -1,5 +1,6 @@
 //! The dispatch from a parsed subcommand to its implementation.
 
+pub mod fix_perms;
 pub mod migrate;
 pub mod wait_dns;
 pub mod wait_http;
@@ -27,6 +28,7 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::WaitRedis(args) => wait_redis::run(args, ctx).await,
         Command::WaitHttp(args) => wait_http::run(args, ctx).await,
         Command::Migrate(args) => migrate::run(args, ctx).await,
+        Command::FixPerms(args) => fix_perms::run(args, ctx).await,
     }
 }
 
@@ -38,6 +40,6 @@ pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
         Command::WaitPg(args) => Some(&args.then),
         Command::WaitRedis(args) => Some(&args.then),
         Command::WaitHttp(args) => Some(&args.then),
-        Command::Migrate(_) => None,
+        Command::Migrate(_) | Command::FixPerms(_) => None,
     }
 }

@@ -93,6 +93,7 @@ fn help_lists_only_implemented_subcommands() {
             "wait-redis",
             "wait-http",
             "migrate",
+            "fix-perms",
             "help"
         ]
     );

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod fix_perms;
 mod migrate;
 mod wait_dns;
 mod wait_http;
