@@ -136,10 +136,11 @@ impl Tally {
         ]
         .map(|count| count.load(Ordering::Relaxed));
         let verb = if dry_run { "would change" } else { "changed" };
+        let entries = if scanned == 1 { "entry" } else { "entries" };
         logging::emit(
             Level::Info,
             &format!(
-                "scanned {scanned} entries in {}: {verb} {changed} ({hardlinked} hard-linked), \
+                "scanned {scanned} {entries} in {}: {verb} {changed} ({hardlinked} hard-linked), \
                  skipped {skipped}, failed {errors}",
                 duration::human(elapsed)
             ),

@@ -1,7 +1,7 @@
 //! The parallel walk below a directory: every directory is opened relative to its parent's file
-//! descriptor with O_NOFOLLOW, every entry is examined and changed relative to its directory's,
-//! so no path is looked up twice and no symlink is followed. A directory is changed after
-//! everything below it.
+//! descriptor with O_NOFOLLOW, every entry is examined and changed by name relative to its
+//! directory's, so no path is resolved again from the top and no symlink is followed. A
+//! directory is changed after everything below it.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::num::NonZero;
