@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
+use nix::errno::Errno;
 use serde_json::json;
 
 use crate::duration;
 use crate::error_text;
 use crate::logging::{self, Level};
-use nix::errno::Errno;
 
 /// A volume where every chown fails (read-only, say) would otherwise log a line per entry; past
 /// this many, lines of a kind are counted but not written.
