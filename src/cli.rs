@@ -7,9 +7,9 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    fetch_vault::FetchVaultArgs, migrate::MigrateArgs, render_config::RenderConfigArgs,
-    wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs,
-    wait_tcp::WaitTcpArgs,
+    fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
+    render_config::RenderConfigArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs,
+    wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
 use crate::duration;
 use crate::logging::LogFormat;
@@ -50,6 +50,8 @@ pub enum Command {
     FetchVault(FetchVaultArgs),
     /// Render config files from templates and environment variables; write them atomically.
     RenderConfig(RenderConfigArgs),
+    /// Give a volume an owner and modes, without following symlinks or changing what is right.
+    FixPerms(FixPermsArgs),
 }
 
 #[derive(Debug, Args)]

@@ -36,4 +36,13 @@ impl Ctx {
         self.deadline
             .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
+
+    /// Resolves once the deadline has passed (never, without one): for a job that selects
+    /// between its own work and the deadline.
+    pub async fn deadline_reached(&self) {
+        match self.remaining() {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    }
 }

@@ -166,7 +166,8 @@ where
     }
 }
 
-fn deadline_exceeded(ctx: &Ctx) -> anyhow::Error {
+/// The error for a run that reached `--timeout` (exit 124).
+pub fn deadline_exceeded(ctx: &Ctx) -> anyhow::Error {
     exit::deadline(format!(
         "deadline of {} exceeded",
         duration::format(ctx.timeout)

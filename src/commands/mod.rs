@@ -1,6 +1,7 @@
 //! The dispatch from a parsed subcommand to its implementation.
 
 pub mod fetch_vault;
+pub mod fix_perms;
 pub mod migrate;
 pub mod render_config;
 pub mod wait_dns;
@@ -31,6 +32,7 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::run(args, ctx).await,
         Command::FetchVault(args) => fetch_vault::run(args, ctx).await,
         Command::RenderConfig(args) => render_config::run(args, ctx).await,
+        Command::FixPerms(args) => fix_perms::run(args, ctx).await,
     }
 }
 
@@ -42,6 +44,9 @@ pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
         Command::WaitPg(args) => Some(&args.then),
         Command::WaitRedis(args) => Some(&args.then),
         Command::WaitHttp(args) => Some(&args.then),
-        Command::Migrate(_) | Command::FetchVault(_) | Command::RenderConfig(_) => None,
+        Command::Migrate(_)
+        | Command::FetchVault(_)
+        | Command::RenderConfig(_)
+        | Command::FixPerms(_) => None,
     }
 }

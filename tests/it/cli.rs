@@ -97,6 +97,7 @@ fn help_lists_only_implemented_subcommands() {
             "migrate",
             "fetch-vault",
             "render-config",
+            "fix-perms",
             "help"
         ]
     );

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod fetch_vault;
+mod fix_perms;
 mod migrate;
 mod render_config;
 mod wait_dns;

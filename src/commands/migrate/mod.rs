@@ -221,12 +221,7 @@ async fn apply_one(
     let started = Instant::now();
     let run = execute(args, client, record, migration);
     tokio::pin!(run);
-    let deadline = async {
-        match ctx.remaining() {
-            Some(left) => tokio::time::sleep(left).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = ctx.deadline_reached();
     let stopped = tokio::select! {
         result = &mut run => {
             return match result {
