@@ -23,7 +23,10 @@ impl Ctx {
     pub fn new(timeout: Duration, policy: Policy, cancel: Cancel) -> Ctx {
         let started = Instant::now();
         Ctx {
-            deadline: (!timeout.is_zero()).then(|| started + timeout),
+            // A deadline too far away to represent is no deadline at all.
+            deadline: (!timeout.is_zero())
+                .then(|| started.checked_add(timeout))
+                .flatten(),
             timeout,
             policy,
             cancel,

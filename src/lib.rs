@@ -54,15 +54,21 @@ pub fn run(cli: Cli) -> u8 {
             }
         };
         let ctx = Ctx::new(cli.global.timeout, cli.global.policy(), cancel.clone());
-        let result = async {
+        let work = async {
             cli.global.policy().validate()?;
             commands::preflight(&cli.command)?;
             commands::run(&cli.command, &ctx).await
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            result = work => result,
+            error = backstop(&ctx, commands::stop_grace(&cli.command)) => Err(error),
+        };
         let exit = ctx.report.finish(&result, termination_log.as_deref());
         (exit.code(), Some(cancel))
     });
+    // Lookups still running on blocking threads (getaddrinfo cannot be cancelled) must not keep
+    // the process alive past its deadline or a signal.
+    runtime.shutdown_background();
     if exit != Exit::Success.code() {
         return exit;
     }
@@ -73,23 +79,40 @@ pub fn run(cli: Cli) -> u8 {
     }
     match commands::exec_after(&cli.command) {
         Some(then) if !then.command.is_empty() => {
-            let shown: Vec<_> = then
-                .command
-                .iter()
-                .map(|arg| arg.to_string_lossy())
-                .collect();
+            // The program only: its arguments often carry secrets expanded from the pod's env.
+            let program = then.command[0].to_string_lossy();
+            let arguments = then.command.len() - 1;
             logging::emit(
                 Level::Info,
-                &format!("exec {}", shown.join(" ")),
+                &format!("exec {program} ({arguments} arguments not shown)"),
                 &[
                     ("event", "exec".into()),
-                    ("command", shown.join(" ").into()),
+                    ("program", program.as_ref().into()),
                 ],
             );
             let error = then.exec().expect_err("exec returns only on failure");
             fail_before_start(error, termination_log)
         }
         _ => exit,
+    }
+}
+
+/// Ends a job that did not stop by itself within `grace` of a signal or of the deadline. Every
+/// subcommand handles both on its own (and a wait stops within milliseconds); this is the
+/// guarantee for the rest, such as a template that never finishes rendering.
+async fn backstop(ctx: &Ctx, grace: std::time::Duration) -> anyhow::Error {
+    let deadline = async {
+        match ctx.remaining() {
+            Some(left) => tokio::time::sleep(left + grace).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        stop = ctx.cancel.cancelled() => {
+            tokio::time::sleep(grace).await;
+            signal::stopped(stop)
+        }
+        () = deadline => retry::deadline_exceeded(ctx),
     }
 }
 
@@ -161,7 +184,7 @@ pub fn reject_arguments(error: clap::Error) -> u8 {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("INITBOX_TERMINATION_LOG").map(PathBuf::from));
     fail_before_start(
-        exit::usage(format!("{line} (see 'initbox --help')")),
+        exit::usage(format!("{} (see 'initbox --help')", redact::urls_in(&line))),
         report::termination_log_path(termination_log.as_deref()),
     )
 }

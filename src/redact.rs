@@ -38,12 +38,49 @@ pub fn url(url: &url::Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
         let _ = shown.set_password(Some("***"));
+    } else if !shown.username().is_empty() {
+        // A user name alone is where tokens travel (https://TOKEN@host/).
+        let _ = shown.set_username("***");
     }
     if shown.query().is_some() {
         shown.set_query(Some("***"));
     }
     shown.set_fragment(None);
     shown.to_string()
+}
+
+/// `text` with the credentials of every URL in it replaced by `***`: for messages that quote
+/// what was typed (an unexpected argument may be a URL with a password).
+pub fn urls_in(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| match (word.find("://"), word.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                format!("{}***{}", &word[..scheme_end + 3], &word[at..])
+            }
+            _ => word.to_string(),
+        })
+        .collect()
+}
+
+/// True when a URL has an '@' after the start of its path or query: a password with an
+/// unescaped '/', '?' or '#' in it, which would otherwise be read (and shown) as host, port or
+/// database. The caller refuses such a URL without repeating it.
+pub fn has_misplaced_userinfo(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    match rest.find(['/', '?', '#']) {
+        Some(end) => rest[end..].contains('@'),
+        None => false,
+    }
+}
+
+/// The error for such a URL.
+pub fn misplaced_userinfo_error(what: &str) -> anyhow::Error {
+    crate::exit::usage(format!(
+        "invalid {what}: it has an '@' after its host; percent-encode '/', '?', '#' and '@' in the \
+         user name and password (as %2F, %3F, %23, %40)"
+    ))
 }
 
 /// A URL given as text, for an error about it: parsed and redacted when possible, otherwise
@@ -96,6 +133,27 @@ mod tests {
         assert_eq!(url(&parsed), "https://app:***@example.com:8443/health?***");
         let plain = url::Url::parse("http://example.com/").unwrap();
         assert_eq!(url(&plain), "http://example.com/");
+    }
+
+    #[test]
+    fn urls_in_text_lose_their_credentials() {
+        assert_eq!(
+            urls_in("unexpected argument 'postgres://app:S3CRET@db/app' found"),
+            "unexpected argument 'postgres://***@db/app' found"
+        );
+        assert_eq!(urls_in("plain words, no url"), "plain words, no url");
+        let token = url::Url::parse("http://TOKEN123@host/x").unwrap();
+        assert_eq!(url(&token), "http://***@host/x");
+    }
+
+    #[test]
+    fn an_at_sign_after_the_host_is_caught() {
+        assert!(has_misplaced_userinfo(
+            "postgres://app:12345/xyzSECRET@127.0.0.1:1/app"
+        ));
+        assert!(has_misplaced_userinfo("redis://u:123/secretpart@h/0"));
+        assert!(!has_misplaced_userinfo("postgres://app:p%2Fw@db/app"));
+        assert!(!has_misplaced_userinfo("postgres://db/app"));
     }
 
     #[test]

@@ -90,6 +90,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// A scalar reply, or an array header given as an empty Vec whose capacity is its length.
     async fn read_scalar_or_array_header(&mut self) -> io::Result<Reply> {
         let line = self.read_line().await?;
+        // The type marker is one ASCII byte; anything else is not Redis (and not a char
+        // boundary to split at).
+        if !line.as_bytes()[0].is_ascii() {
+            return Err(protocol(
+                "not a Redis reply (is this the right port?)".into(),
+            ));
+        }
         let (kind, rest) = line.split_at(1);
         Ok(match kind {
             "+" => Reply::Simple(rest.to_string()),

@@ -193,7 +193,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let high = self.step;
         let low = (high / 2).max(self.policy.interval).min(high);
-        self.step = (self.step * 2).min(self.policy.max_interval);
+        self.step = self.step.saturating_mul(2).min(self.policy.max_interval);
         let spread = (high - low).as_micros() as u64;
         low + Duration::from_micros(fastrand::u64(0..=spread))
     }

@@ -36,6 +36,16 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
     }
 }
 
+/// How long a subcommand may take to stop by itself after a signal or its deadline: migrate
+/// cancels its statement on the server and waits for the rollback, fetch-vault revokes its
+/// token; everything else stops at once.
+pub fn stop_grace(command: &Command) -> std::time::Duration {
+    match command {
+        Command::Migrate(_) | Command::FetchVault(_) => std::time::Duration::from_secs(6),
+        _ => std::time::Duration::from_millis(200),
+    }
+}
+
 /// The command to exec after success, for the subcommands that take one.
 pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
     match command {

@@ -183,6 +183,9 @@ fn describe(error: reqwest::Error) -> anyhow::Error {
 }
 
 fn parse_url(text: &str) -> Result<Url, String> {
+    if crate::redact::has_misplaced_userinfo(text) {
+        return Err(crate::redact::misplaced_userinfo_error("URL").to_string());
+    }
     let url = Url::parse(text).map_err(|error| format!("invalid URL: {error}"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),

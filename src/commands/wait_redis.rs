@@ -89,6 +89,9 @@ pub async fn run(args: &WaitRedisArgs, ctx: &Ctx) -> anyhow::Result<()> {
 impl RedisTarget {
     fn parse(args: &WaitRedisArgs) -> anyhow::Result<RedisTarget> {
         // The URL is never repeated in errors: it may hold the password.
+        if redact::has_misplaced_userinfo(&args.url) {
+            return Err(redact::misplaced_userinfo_error("Redis URL"));
+        }
         let url = Url::parse(&args.url)
             .map_err(|error| exit::usage(format!("invalid Redis URL: {error}")))?;
         let secure = match url.scheme() {

@@ -75,6 +75,9 @@ impl Params {
             .strip_prefix("postgres://")
             .or_else(|| text.strip_prefix("postgresql://"))
         {
+            if crate::redact::has_misplaced_userinfo(text) {
+                return Err(crate::redact::misplaced_userinfo_error("connection URL"));
+            }
             parse_url(rest)
         } else if text.contains('=') && !text.contains("://") {
             parse_conninfo(text)

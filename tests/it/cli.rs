@@ -73,6 +73,94 @@ fn bad_input_is_one_line_and_exit_2() {
 }
 
 #[test]
+fn credentials_in_mistyped_arguments_are_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let termination = dir.path().join("termination-log");
+    for args in [
+        vec!["wait-pg", "postgres://app:S3CRET@db/app"],
+        vec![
+            "wait-pg",
+            "--url",
+            "postgres://app:12345/S3CRET@127.0.0.1:1/app",
+        ],
+        vec!["wait-redis", "--url", "redis://u:123/S3CRET@h/0"],
+        vec!["wait-http", "http://u:1/S3CRET@h/"],
+    ] {
+        let result = run(initbox()
+            .env("INITBOX_TERMINATION_LOG", &termination)
+            .args(&args));
+        assert_eq!(result.code, Some(2), "{args:?}: {}", result.stderr);
+        let message = std::fs::read_to_string(&termination).unwrap();
+        assert!(
+            !result.stderr.contains("S3CRET") && !message.contains("S3CRET"),
+            "{args:?}: {}",
+            result.stderr
+        );
+    }
+}
+
+#[test]
+fn a_stuck_job_still_ends_at_its_deadline_and_on_sigterm() {
+    // A template that renders for minutes: the run must still end at --timeout, and on SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("slow.j2");
+    std::fs::write(
+        &template,
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    )
+    .unwrap();
+    let args = [
+        "render-config",
+        "--engine",
+        "jinja",
+        template.to_str().unwrap(),
+        "-",
+    ];
+    let result = run(initbox().args(["--timeout", "1s"]).args(args));
+    result.expect_code(124);
+    assert!(
+        result.elapsed < std::time::Duration::from_secs(10),
+        "{:?}",
+        result.elapsed
+    );
+
+    let (child, started) = crate::support::spawn(initbox().args(args));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopped = crate::support::finish(child, started);
+    stopped.expect_code(143);
+    assert!(
+        stopped.elapsed < std::time::Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed
+    );
+}
+
+#[test]
+fn absurd_durations_do_not_panic() {
+    let port = free_port();
+    let result = run(initbox().args([
+        "--timeout",
+        "18446744073709551615",
+        "--max-interval",
+        "18446744073709551615",
+        "--interval",
+        "9999999999",
+        "-v",
+        "wait-tcp",
+        &format!("127.0.0.1:{port}"),
+        "--",
+        "no-such-program-anywhere",
+    ]));
+    assert_eq!(result.code, Some(127), "{}", result.stderr);
+    assert!(!result.stderr.contains("panicked"));
+}
+
+#[test]
 fn help_lists_only_implemented_subcommands() {
     let result = run(initbox().arg("--help"));
     result.expect_code(0);

@@ -130,7 +130,19 @@ pub async fn run(args: &FetchVaultArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let session = credentials.login(ctx, &vault).await?;
     let result = fetch_and_write(args, ctx, &vault, &session).await;
     if !args.no_revoke {
-        auth::revoke(&vault, &session).await;
+        // Bounded: a Vault that stopped answering must not hold the pod after its files are
+        // written (or after a signal); the token then expires with its TTL.
+        let revoke = auth::revoke(&vault, &session);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), revoke)
+            .await
+            .is_err()
+        {
+            logging::emit(
+                Level::Warn,
+                "could not revoke the login token within 5s (it expires with its TTL)",
+                &[("event", "revoke_failed".into())],
+            );
+        }
     }
     result
 }
@@ -198,6 +210,19 @@ fn parse_addr(text: &str) -> anyhow::Result<Url> {
 
 fn check_destinations(args: &FetchVaultArgs) -> anyhow::Result<()> {
     for spec in &args.secrets {
+        if args.format == Some(Format::Raw) && spec.field.is_none() {
+            return Err(exit::usage(format!(
+                "--format raw needs a #FIELD, and {} has none",
+                spec.shown()
+            )));
+        }
+        if spec.dest.is_dir() {
+            return Err(exit::usage(format!(
+                "destination {} of {} is a directory; name a file",
+                spec.dest.display(),
+                spec.shown()
+            )));
+        }
         let dir = match spec.dest.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => continue,

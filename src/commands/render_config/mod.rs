@@ -23,7 +23,7 @@ use envsubst::ProblemKind;
 use validate::Format;
 use values::Values;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["template", "dir"]))]
 pub struct RenderConfigArgs {
     /// Template file to render.
@@ -82,7 +82,16 @@ struct Job {
     dest: Option<PathBuf>,
 }
 
+/// Rendering is synchronous (and a template may loop for long), so it runs on a blocking thread:
+/// the runtime stays free to end the run at the deadline or on a signal.
 pub async fn run(args: &RenderConfigArgs, _ctx: &Ctx) -> anyhow::Result<()> {
+    let args = args.clone();
+    tokio::task::spawn_blocking(move || render(&args))
+        .await
+        .map_err(|error| anyhow::anyhow!("rendering stopped: {error}"))?
+}
+
+fn render(args: &RenderConfigArgs) -> anyhow::Result<()> {
     let jobs = jobs(args)?;
     let values = Values::load(&args.values_dir)?;
     let sources = jobs
