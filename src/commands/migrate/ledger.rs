@@ -72,14 +72,23 @@ impl Ledger {
             self.quoted
         );
         match client.query(&sql, &[]).await {
-            Ok(rows) => Ok(rows
+            // try_get: a --table that names some other table must be an error, not a panic.
+            Ok(rows) => rows
                 .iter()
-                .map(|row| Applied {
-                    version: row.get(0),
-                    name: row.get(1),
-                    checksum: row.get(2),
+                .map(|row| {
+                    Ok(Applied {
+                        version: row.try_get(0)?,
+                        name: row.try_get(1)?,
+                        checksum: row.try_get(2)?,
+                    })
                 })
-                .collect()),
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+                .map_err(|error| {
+                    anyhow::anyhow!(
+                        "{} is not an initbox ledger (version bigint, name text, checksum text): {error}",
+                        self.name
+                    )
+                }),
             Err(error) if error.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
             Err(error) => Err(anyhow::anyhow!(
                 "reading {}: {}",
