@@ -207,6 +207,46 @@ fn a_filesystem_mounted_inside_the_tree_is_not_entered_unless_asked() {
 }
 
 #[test]
+fn a_bind_mount_of_the_same_filesystem_is_not_entered() {
+    if needs_root(
+        "a_bind_mount_of_the_same_filesystem_is_not_entered",
+        "a bind mount in a private mount namespace",
+    ) {
+        return;
+    }
+    // A bind mount has the device number of the filesystem it comes from, as a subPath or a
+    // hostPath on the node's disk does: only the mount table shows it is another mount.
+    let (_temp, root) = tree(1, 1);
+    let outside = tempfile::tempdir_in(root.parent().unwrap()).unwrap();
+    fs::write(outside.path().join("outside.txt"), "x").unwrap();
+    let mount_point = root.join("d000/bound");
+    fs::create_dir(&mount_point).unwrap();
+    let script = format!(
+        "set -e; mount --bind {src} {mnt}; {initbox} fix-perms --owner {APP} {root}; \
+         stat -c '%u' {mnt}/outside.txt",
+        src = outside.path().display(),
+        mnt = mount_point.display(),
+        initbox = env!("CARGO_BIN_EXE_initbox"),
+        root = root.display(),
+    );
+    let result = run(Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env("INITBOX_TERMINATION_LOG", ""));
+    result.expect_code(0);
+    assert_eq!(result.stdout, "0\n", "{}", result.stderr);
+    assert!(
+        result.stderr.contains(&format!(
+            "{}: on another filesystem, left alone",
+            mount_point.display()
+        )),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(owner(&outside.path().join("outside.txt")), (0, 0));
+    assert_eq!(owner(&root.join("d000/f000")), (1000, 1000));
+}
+
+#[test]
 fn a_tree_that_is_already_right_is_not_written_to() {
     let (_temp, root) = tree(3, 5);
     symlink("d000/f000", root.join("link")).unwrap();

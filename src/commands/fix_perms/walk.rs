@@ -3,11 +3,12 @@
 //! directory's, so no path is resolved again from the top and no symlink is followed. A
 //! directory is changed after everything below it.
 
+use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
 use std::num::NonZero;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -33,6 +34,11 @@ pub fn below(fix: &Fix, fd: OwnedFd, path: PathBuf, stat: FileStat) {
     let walk = Walk {
         fix,
         dev: stat.st_dev,
+        mount_points: if fix.cross_mounts {
+            HashSet::new()
+        } else {
+            mount_points_below(&path)
+        },
         queue: Mutex::new(Queue {
             jobs: Vec::new(),
             busy: 1,
@@ -69,6 +75,9 @@ pub fn below(fix: &Fix, fd: OwnedFd, path: PathBuf, stat: FileStat) {
 
 struct Walk<'a> {
     fix: &'a Fix,
+    /// Mount points below the walked path, as walk paths: a bind mount of the same filesystem
+    /// has the same device number, so only its place in the mount table shows it.
+    mount_points: HashSet<PathBuf>,
     /// The filesystem of the walked path; nothing on another one is changed or entered.
     dev: dev_t,
     queue: Mutex<Queue>,
@@ -271,7 +280,10 @@ impl Walk<'_> {
             Err(Errno::ENOENT) => return tally.skipped(),
             Err(errno) => return tally.failed_call(&path(), "cannot examine", errno),
         };
-        if !self.fix.cross_mounts && stat.st_dev != self.dev {
+        if !self.fix.cross_mounts
+            && (stat.st_dev != self.dev
+                || (!self.mount_points.is_empty() && self.mount_points.contains(&path())))
+        {
             return tally.other_filesystem(&path());
         }
         if is(&stat, SFlag::S_IFDIR) {
@@ -326,5 +338,66 @@ impl Names {
         self.bytes
             .split_inclusive(|&byte| byte == 0)
             .filter_map(|name| CStr::from_bytes_with_nul(name).ok())
+    }
+}
+
+/// The mount points strictly below `root` (from /proc/self/mountinfo), spelled as the walk
+/// spells paths (`root` joined with the rest). Read once before the walk: a mount made during
+/// it is still caught by its device number unless it is a bind mount of the same filesystem.
+fn mount_points_below(root: &Path) -> HashSet<PathBuf> {
+    let (Ok(canonical), Ok(table)) = (
+        std::fs::canonicalize(root),
+        std::fs::read_to_string("/proc/self/mountinfo"),
+    ) else {
+        return HashSet::new();
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter_map(|point| {
+            let rest = point.strip_prefix(&canonical).ok()?.to_path_buf();
+            (!rest.as_os_str().is_empty()).then(|| root.join(rest))
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let octal = field
+            .get(index + 1..index + 4)
+            .filter(|digits| {
+                bytes[index] == b'\\' && digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+            })
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                index += 4;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(
+            unescape_mountinfo("/data/with\\040space"),
+            "/data/with space"
+        );
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }
