@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Wait until every TARGET accepts a TCP connection.
     WaitTcp(WaitTcpArgs),
-    /// Wait until every NAME resolves in DNS (no caching: a name that appears late is seen).
+    /// Wait until every NAME resolves in DNS (no answer cache: late names are seen).
     WaitDns(WaitDnsArgs),
     /// Wait until PostgreSQL authenticates and answers a query (not just opens its port).
     WaitPg(WaitPgArgs),
@@ -50,7 +50,7 @@ pub enum Command {
     FetchVault(FetchVaultArgs),
     /// Render config files from templates and environment variables; write them atomically.
     RenderConfig(RenderConfigArgs),
-    /// Give a volume an owner and modes, without following symlinks or changing what is right.
+    /// Give a volume an owner and modes; never follows symlinks, skips what is right.
     FixPerms(FixPermsArgs),
 }
 
