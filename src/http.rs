@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use reqwest::Client;
 use reqwest::redirect::Policy;
 
+use crate::error_text;
 use crate::logging::{self, Level};
 use crate::tls::{self, Roots, Verify};
 
@@ -42,4 +43,32 @@ pub fn client(trust: Trust, redirects: Policy, keep_alive: bool) -> anyhow::Resu
     builder
         .build()
         .map_err(|error| anyhow::anyhow!("setting up the HTTP client: {error}"))
+}
+
+/// A request's failure in a few words, with its root cause and without its URL (which may
+/// hold credentials; the caller names the target): "cannot connect: Connection refused".
+pub fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_redirect() {
+        "too many redirects"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    // Only the causes are read: the error's own text is the one that carries the URL.
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(error_text::without_os_codes(&cause.to_string()));
+        source = cause.source();
+    }
+    causes.dedup();
+    match causes.last() {
+        // "too many redirects: too many redirects" says it twice.
+        Some(root) if root.to_lowercase().contains(kind) => root.clone(),
+        Some(root) => format!("{kind}: {root}"),
+        None => kind.to_string(),
+    }
 }

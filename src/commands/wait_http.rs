@@ -11,7 +11,6 @@ use reqwest::{Client, Method};
 use url::Url;
 
 use crate::ctx::Ctx;
-use crate::error_text;
 use crate::exec::ExecArgs;
 use crate::exit;
 use crate::http;
@@ -127,7 +126,7 @@ async fn check(client: &Client, url: &Url, args: &WaitHttpArgs) -> Result<(), At
     let mut response = request
         .send()
         .await
-        .map_err(|error| AttemptError::transient(describe(error)))?;
+        .map_err(|error| AttemptError::transient(anyhow!(http::describe(&error))))?;
     let status = response.status();
     if !args.status.contains(status.as_u16()) {
         return Err(AttemptError::transient(anyhow!("HTTP {status}")));
@@ -140,7 +139,7 @@ async fn check(client: &Client, url: &Url, args: &WaitHttpArgs) -> Result<(), At
         match response
             .chunk()
             .await
-            .map_err(|error| AttemptError::transient(describe(error)))?
+            .map_err(|error| AttemptError::transient(anyhow!(http::describe(&error))))?
         {
             Some(chunk) => body.extend_from_slice(&chunk),
             None => break,
@@ -152,33 +151,6 @@ async fn check(client: &Client, url: &Url, args: &WaitHttpArgs) -> Result<(), At
         Err(AttemptError::transient(anyhow!(
             "HTTP {status}, but the body does not contain {needle:?}"
         )))
-    }
-}
-
-/// The error and its causes, without the URL (it may hold credentials; the target names it).
-fn describe(error: reqwest::Error) -> anyhow::Error {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_redirect() {
-        "too many redirects"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let error = error.without_url();
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        causes.push(error_text::without_os_codes(&cause.to_string()));
-        source = cause.source();
-    }
-    causes.dedup();
-    match causes.last() {
-        // "too many redirects: too many redirects" says it twice.
-        Some(root) if root.to_lowercase().contains(kind) => anyhow!("{root}"),
-        Some(root) => anyhow!("{kind}: {root}"),
-        None => anyhow!("{kind}"),
     }
 }
 

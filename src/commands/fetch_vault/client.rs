@@ -8,7 +8,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use crate::error_text;
+use crate::http;
 use crate::redact::Secret;
 use crate::retry::AttemptError;
 
@@ -69,16 +69,14 @@ impl Vault {
                 .header("Content-Type", "application/json")
                 .body(body.to_string());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| AttemptError::transient(anyhow!("{what}: {}", describe(&error))))?;
+        let response = request.send().await.map_err(|error| {
+            AttemptError::transient(anyhow!("{what}: {}", http::describe(&error)))
+        })?;
         let status = response.status();
         let retry_after = retry_after(&response);
-        let text = response
-            .text()
-            .await
-            .map_err(|error| AttemptError::transient(anyhow!("{what}: {}", describe(&error))))?;
+        let text = response.text().await.map_err(|error| {
+            AttemptError::transient(anyhow!("{what}: {}", http::describe(&error)))
+        })?;
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -145,26 +143,6 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .parse::<u64>()
         .ok()?;
     Some(Duration::from_secs(seconds.min(300)))
-}
-
-/// A transport error without its URL, with its root cause.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    let mut root = None;
-    while let Some(cause) = source {
-        root = Some(cause.to_string());
-        source = cause.source();
-    }
-    if let Some(root) = root {
-        text.push_str(": ");
-        text.push_str(&error_text::without_os_codes(&root));
-    }
-    text
 }
 
 #[cfg(test)]
