@@ -26,6 +26,15 @@ pub fn io(error: &std::io::Error) -> String {
     }
 }
 
+/// 1-based line and column (in characters) of a byte offset in `text`, for messages that
+/// point into a template, a rendered file or a SQL file.
+pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +50,13 @@ mod tests {
             "error connecting to server: Connection refused"
         );
         assert_eq!(without_os_codes("a (os error 1) b (os error 2)"), "a b");
+    }
+
+    #[test]
+    fn offsets_become_lines_and_character_columns() {
+        let text = "é1\nab\n";
+        assert_eq!(line_and_column(text, 0), (1, 1));
+        assert_eq!(line_and_column(text, 2), (1, 2));
+        assert_eq!(line_and_column(text, 4), (2, 1));
     }
 }

@@ -17,6 +17,7 @@ pub mod redact;
 pub mod report;
 pub mod resp;
 pub mod retry;
+pub mod shell_name;
 pub mod signal;
 pub mod target;
 pub mod tls;

@@ -61,7 +61,7 @@ pub fn render(
         Format::Env => {
             let mut lines = String::new();
             for (key, value) in &selected {
-                if !is_env_name(key) {
+                if !crate::shell_name::is_valid(key) {
                     return Err(anyhow!(
                         "field '{key}' is not a valid variable name for --format env; use #FIELD with raw, or json"
                     ));
@@ -81,12 +81,6 @@ fn scalar_text(value: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
-}
-
-fn is_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Single quotes are literal in both a shell and dotenv loaders; a value with a single quote in

@@ -222,14 +222,11 @@ fn dollar_tag(text: &str) -> Option<&str> {
 
 /// Line and column (1-based) of a 1-based character position, as the server reports it.
 pub fn line_and_column(sql: &str, position: usize) -> (usize, usize) {
-    let before: String = sql.chars().take(position.saturating_sub(1)).collect();
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
-    (line, column)
+    let offset = sql
+        .char_indices()
+        .nth(position.saturating_sub(1))
+        .map_or(sql.len(), |(offset, _)| offset);
+    crate::error_text::line_and_column(sql, offset)
 }
 
 #[cfg(test)]

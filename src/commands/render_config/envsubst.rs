@@ -6,7 +6,8 @@
 //! wipes to empty. A template is parsed whole before anything is evaluated, so a syntax error
 //! anywhere stops it, while every undefined variable is collected for one message.
 
-use super::position;
+use crate::error_text::line_and_column;
+use crate::shell_name;
 
 /// Something wrong in a template, at a 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub fn render<'v>(
     let pieces = Parser { source, pos: 0 }
         .pieces(false)
         .map_err(|(offset, message)| {
-            let (line, column) = position(source, offset);
+            let (line, column) = line_and_column(source, offset);
             vec![Problem {
                 line,
                 column,
@@ -53,7 +54,7 @@ pub fn render<'v>(
     Err(undefined
         .into_iter()
         .map(|(offset, name, message)| {
-            let (line, column) = position(source, offset);
+            let (line, column) = line_and_column(source, offset);
             Problem {
                 line,
                 column,
@@ -61,15 +62,6 @@ pub fn render<'v>(
             }
         })
         .collect())
-}
-
-/// Whether `name` can be written as `${name}`: a letter or `_`, then letters, digits or `_`.
-pub fn is_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
-        && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
 }
 
 const SUPPORTED: &str = "${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, \
@@ -172,7 +164,7 @@ impl<'a> Parser<'a> {
         if name.is_empty() {
             return Err((offset, "empty variable name in ${}".to_string()));
         }
-        if !is_name(name) {
+        if !shell_name::is_valid(name) {
             return Err((offset, invalid_name(name)));
         }
         if op == Op::Plain {
@@ -220,7 +212,7 @@ impl<'a> Parser<'a> {
         let inside = &self.source[name_start..name_start + close];
         let next = self.source[after..].chars().next().unwrap_or(' ');
         if after > name_start
-            && is_name(&self.source[name_start..after])
+            && shell_name::is_valid(&self.source[name_start..after])
             && "=#%/:^,@".contains(next)
         {
             return (
@@ -476,15 +468,5 @@ mod tests {
                 message: Some("x ${SECRET}".into())
             }
         );
-    }
-
-    #[test]
-    fn names() {
-        for good in ["A", "_", "db_password", "X1"] {
-            assert!(is_name(good), "{good}");
-        }
-        for bad in ["", "1a", "a-b", "a.b", "é"] {
-            assert!(!is_name(bad), "{bad}");
-        }
     }
 }

@@ -9,9 +9,9 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
-use super::position;
 use super::values::Values;
 use crate::error_text;
+use crate::error_text::line_and_column;
 use crate::redact;
 
 pub struct Jinja {
@@ -123,7 +123,7 @@ fn undefined_env_name(error: &Error) -> Option<String> {
 fn describe(error: &Error, name: &str, source: &str) -> String {
     let place = match (error.range(), error.line()) {
         (Some(range), _) if range.start <= source.len() && source.is_char_boundary(range.start) => {
-            let (line, column) = position(source, range.start);
+            let (line, column) = line_and_column(source, range.start);
             format!("{name}:{line}:{column}")
         }
         (_, Some(line)) => format!("{name}:{line}"),

@@ -308,11 +308,3 @@ fn write(job: &Job, text: &str, args: &RenderConfigArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
-
-/// 1-based line and column (in characters) of a byte offset in `text`.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    (line, before[line_start..].chars().count() + 1)
-}

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
-use super::position;
+use crate::error_text::line_and_column;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -146,7 +146,7 @@ fn toml(text: &str) -> Result<(), Invalid> {
         while !text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let (line, column) = position(text, offset);
+        let (line, column) = line_and_column(text, offset);
         (line, column, error.message().to_string())
     })
 }

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::envsubst::is_name;
 use super::volume_files;
 use crate::exit;
 use crate::logging::{self, Level};
 use crate::redact::{self, Secret};
+use crate::shell_name;
 
 /// Every value is held as a [`Secret`]: a Secret's keys and an environment variable set from
 /// `secretKeyRef` look the same here, so none of them may reach a message.
@@ -82,7 +82,7 @@ fn read_dir(dir: &Path) -> anyhow::Result<BTreeMap<String, Secret>> {
     for (file_name, path) in volume_files(dir, "values directory")? {
         let file_name = file_name.to_string_lossy().into_owned();
         let name = file_name.replace(['-', '.'], "_");
-        if !is_name(&name) {
+        if !shell_name::is_valid(&name) {
             logging::emit(
                 Level::Warn,
                 &format!(
