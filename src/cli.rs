@@ -11,9 +11,9 @@ use crate::commands::{
     render_config::RenderConfigArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs,
     wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
-use crate::duration;
-use crate::logging::LogFormat;
-use crate::retry::Policy;
+use crate::runtime::duration;
+use crate::runtime::logging::LogFormat;
+use crate::runtime::retry::Policy;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -4,34 +4,23 @@
 
 pub mod cli;
 pub mod commands;
-pub mod ctx;
-pub mod duration;
-pub mod error_text;
-pub mod exec;
-pub mod exit;
-pub mod fs_atomic;
-pub mod http;
-pub mod logging;
-pub mod pg;
-pub mod redact;
-pub mod report;
-pub mod resp;
-pub mod retry;
-pub mod shell_name;
-pub mod signal;
-pub mod target;
-pub mod tls;
+pub mod fs;
+pub mod probe;
+pub mod runtime;
+pub mod text;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use cli::Cli;
-use ctx::Ctx;
-use exit::Exit;
-use logging::{Level, LogFormat};
-use report::Report;
-use signal::Cancel;
+use runtime::ctx::Ctx;
+use runtime::exit::{self, Exit};
+use runtime::logging::{self, Level, LogFormat};
+use runtime::redact;
+use runtime::report::{self, Report};
+use runtime::retry;
+use runtime::signal::{self, Cancel};
 
 /// Runs a parsed command line to the end and returns the exit code. After success with a
 /// command after `--`, it does not return: the command replaces this process.

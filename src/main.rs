@@ -7,6 +7,6 @@ fn main() {
         Ok(cli) => cli,
         Err(error) => std::process::exit(initbox::reject_arguments(error).into()),
     };
-    initbox::logging::init(cli.global.log_format, cli.global.verbosity());
+    initbox::runtime::logging::init(cli.global.log_format, cli.global.verbosity());
     std::process::exit(initbox::run(cli).into());
 }

@@ -11,8 +11,8 @@ pub mod wait_redis;
 pub mod wait_tcp;
 
 use crate::cli::Command;
-use crate::ctx::Ctx;
-use crate::exec::ExecArgs;
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exec::ExecArgs;
 
 /// Checks that need no waiting: they run before the deadline starts to matter.
 pub fn preflight(command: &Command) -> anyhow::Result<()> {

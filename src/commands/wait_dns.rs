@@ -13,10 +13,10 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 
-use crate::ctx::Ctx;
-use crate::exec::ExecArgs;
-use crate::exit;
-use crate::retry::{self, AttemptError};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exec::ExecArgs;
+use crate::runtime::exit;
+use crate::runtime::retry::{self, AttemptError};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 

@@ -10,12 +10,12 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Client, Method};
 use url::Url;
 
-use crate::ctx::Ctx;
-use crate::exec::ExecArgs;
-use crate::exit;
-use crate::http;
-use crate::redact;
-use crate::retry::{self, AttemptError};
+use crate::probe::http;
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exec::ExecArgs;
+use crate::runtime::exit;
+use crate::runtime::redact;
+use crate::runtime::retry::{self, AttemptError};
 
 /// Enough of a body to find a readiness marker; a huge response is not read to the end.
 const BODY_LIMIT: usize = 1 << 20;
@@ -155,8 +155,8 @@ async fn check(client: &Client, url: &Url, args: &WaitHttpArgs) -> Result<(), At
 }
 
 fn parse_url(text: &str) -> Result<Url, String> {
-    if crate::redact::has_misplaced_userinfo(text) {
-        return Err(crate::redact::misplaced_userinfo_error("URL").to_string());
+    if crate::runtime::redact::has_misplaced_userinfo(text) {
+        return Err(crate::runtime::redact::misplaced_userinfo_error("URL").to_string());
     }
     let url = Url::parse(text).map_err(|error| format!("invalid URL: {error}"))?;
     match url.scheme() {

@@ -7,10 +7,10 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
-use crate::ctx::Ctx;
-use crate::exec::ExecArgs;
-use crate::pg::{self, PgArgs, PgTarget};
-use crate::retry::{self, AttemptError};
+use crate::probe::pg::{self, PgArgs, PgTarget};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exec::ExecArgs;
+use crate::runtime::retry::{self, AttemptError};
 
 #[derive(Debug, clap::Args)]
 pub struct WaitPgArgs {

@@ -11,14 +11,14 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use url::Url;
 
-use crate::ctx::Ctx;
-use crate::error_text;
-use crate::exec::ExecArgs;
-use crate::exit;
-use crate::redact::{self, Secret};
-use crate::resp::{self, Connection, Reply};
-use crate::retry::{self, AttemptError};
-use crate::tls::{self, Roots, Verify};
+use crate::probe::resp::{self, Connection, Reply};
+use crate::probe::tls::{self, Roots, Verify};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exec::ExecArgs;
+use crate::runtime::exit;
+use crate::runtime::redact::{self, Secret};
+use crate::runtime::retry::{self, AttemptError};
+use crate::text::error_text;
 
 #[derive(Debug, clap::Args)]
 pub struct WaitRedisArgs {

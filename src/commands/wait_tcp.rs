@@ -7,11 +7,11 @@ use futures_util::future::try_join_all;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::ctx::Ctx;
-use crate::error_text;
-use crate::exec::ExecArgs;
-use crate::retry::{self, AttemptError};
-use crate::target::HostPort;
+use crate::probe::target::HostPort;
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exec::ExecArgs;
+use crate::runtime::retry::{self, AttemptError};
+use crate::text::error_text;
 
 #[derive(Debug, clap::Args)]
 pub struct WaitTcpArgs {

@@ -8,11 +8,11 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::client::Vault;
-use crate::ctx::Ctx;
-use crate::exit;
-use crate::logging::{self, Level};
-use crate::redact::{self, Secret};
-use crate::retry::{self, AttemptError};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
+use crate::runtime::redact::{self, Secret};
+use crate::runtime::retry::{self, AttemptError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthMethod {

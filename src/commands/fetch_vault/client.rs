@@ -8,9 +8,9 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use crate::http;
-use crate::redact::Secret;
-use crate::retry::AttemptError;
+use crate::probe::http;
+use crate::runtime::redact::Secret;
+use crate::runtime::retry::AttemptError;
 
 pub struct Vault {
     http: Client,

@@ -8,9 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use super::client::Vault;
-use crate::ctx::Ctx;
-use crate::redact::Secret;
-use crate::retry::{self, AttemptError};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::redact::Secret;
+use crate::runtime::retry::{self, AttemptError};
 
 /// `--secret MOUNT/PATH[#FIELD]=DEST`.
 #[derive(Debug, Clone, PartialEq, Eq)]

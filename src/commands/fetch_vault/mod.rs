@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use reqwest::Client;
 use url::Url;
 
-use crate::ctx::Ctx;
-use crate::exit;
-use crate::fs_atomic::{self, Owner};
-use crate::http;
-use crate::logging::{self, Level};
+use crate::fs::atomic::{self, Owner};
+use crate::probe::http;
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
 
 use auth::{AuthArgs, AuthMethod, Credentials};
 use client::Vault;
@@ -94,7 +94,7 @@ pub struct FetchVaultArgs {
     pub format: Option<Format>,
 
     /// Mode of the written files (octal).
-    #[arg(long, default_value = "0400", value_parser = fs_atomic::parse_mode, value_name = "MODE")]
+    #[arg(long, default_value = "0400", value_parser = atomic::parse_mode, value_name = "MODE")]
     pub mode: u32,
 
     /// Owner of the written files, UID[:GID] (needs root or CAP_CHOWN).
@@ -168,7 +168,7 @@ async fn fetch_and_write(
         files.push((spec, bytes));
     }
     for (spec, bytes) in files {
-        fs_atomic::write_atomic(&spec.dest, &bytes, args.mode, args.owner)?;
+        atomic::write_atomic(&spec.dest, &bytes, args.mode, args.owner)?;
         logging::emit(
             Level::Info,
             &format!(
@@ -198,7 +198,7 @@ fn parse_addr(text: &str) -> anyhow::Result<Url> {
         .ok_or_else(|| {
             exit::usage(format!(
                 "invalid Vault address '{}': expected http(s)://HOST[:PORT]",
-                crate::redact::url_text(text)
+                crate::runtime::redact::url_text(text)
             ))
         })?;
     // join() must append to the address's path, not replace its last segment.

@@ -38,7 +38,7 @@ pub fn render(
             Map::from_iter([(field.to_string(), value.clone())])
         }
         None if format == Format::Raw => {
-            return Err(crate::exit::usage(
+            return Err(crate::runtime::exit::usage(
                 "--format raw needs a #FIELD in --secret",
             ));
         }
@@ -61,7 +61,7 @@ pub fn render(
         Format::Env => {
             let mut lines = String::new();
             for (key, value) in &selected {
-                if !crate::shell_name::is_valid(key) {
+                if !crate::text::shell_name::is_valid(key) {
                     return Err(anyhow!(
                         "field '{key}' is not a valid variable name for --format env; use #FIELD with raw, or json"
                     ));

@@ -9,7 +9,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, fchmod, fchmodat};
 use nix::unistd::{Gid, Uid, fchown, fchownat};
 
-use crate::fs_atomic::Owner;
+use crate::fs::atomic::Owner;
 
 /// The owner every entry gets, and the modes, when asked for, of directories and of the rest.
 #[derive(Debug, Clone, Copy)]

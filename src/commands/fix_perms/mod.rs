@@ -19,13 +19,13 @@ use nix::fcntl::{AtFlags, OFlag, open};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, lstat};
 use serde_json::json;
 
-use crate::ctx::Ctx;
-use crate::error_text;
-use crate::exit;
-use crate::fs_atomic::{self, Owner};
-use crate::logging::{self, Level};
-use crate::retry;
-use crate::signal;
+use crate::fs::atomic::{self, Owner};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
+use crate::runtime::retry;
+use crate::runtime::signal;
+use crate::text::error_text;
 
 use change::{Target, Want};
 use tally::Tally;
@@ -38,11 +38,11 @@ pub struct FixPermsArgs {
 
     /// Mode for everything that is not a directory or a symlink, in octal (0640); default: modes
     /// are left as they are.
-    #[arg(long, value_name = "MODE", value_parser = fs_atomic::parse_mode)]
+    #[arg(long, value_name = "MODE", value_parser = atomic::parse_mode)]
     pub file_mode: Option<u32>,
 
     /// Mode for directories, in octal (0750); default: modes are left as they are.
-    #[arg(long, value_name = "MODE", value_parser = fs_atomic::parse_mode)]
+    #[arg(long, value_name = "MODE", value_parser = atomic::parse_mode)]
     pub dir_mode: Option<u32>,
 
     /// Skip the walk when PATH itself already has the owner and mode asked for (Kubernetes'

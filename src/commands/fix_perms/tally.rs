@@ -11,9 +11,9 @@ use anyhow::anyhow;
 use nix::errno::Errno;
 use serde_json::json;
 
-use crate::duration;
-use crate::error_text;
-use crate::logging::{self, Level};
+use crate::runtime::duration;
+use crate::runtime::logging::{self, Level};
+use crate::text::error_text;
 
 /// A volume where every chown fails (read-only, say) would otherwise log a line per entry; past
 /// this many, lines of a kind are counted but not written.

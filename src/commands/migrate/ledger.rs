@@ -93,7 +93,7 @@ impl Ledger {
             Err(error) => Err(anyhow::anyhow!(
                 "reading {}: {}",
                 self.name,
-                crate::pg::describe(&error)
+                crate::probe::pg::describe(&error)
             )),
         }
     }

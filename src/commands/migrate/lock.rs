@@ -8,9 +8,9 @@ use anyhow::anyhow;
 use tokio_postgres::Client;
 
 use crate::commands::migrate::source::sha256_hex;
-use crate::ctx::Ctx;
-use crate::pg;
-use crate::retry::{self, AttemptError};
+use crate::probe::pg;
+use crate::runtime::ctx::Ctx;
+use crate::runtime::retry::{self, AttemptError};
 
 /// An advisory lock key derived from the ledger's name, so that two ledgers in one database
 /// (two apps) do not wait for each other.

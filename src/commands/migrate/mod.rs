@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use tokio_postgres::{Client, Statement};
 
-use crate::ctx::Ctx;
-use crate::duration;
-use crate::exit;
-use crate::logging::{self, Level};
-use crate::pg::{self, PgArgs, PgTarget};
-use crate::retry;
-use crate::signal;
+use crate::probe::pg::{self, PgArgs, PgTarget};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::duration;
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
+use crate::runtime::retry;
+use crate::runtime::signal;
 
 use ledger::{Applied, Ledger};
 use source::Migration;

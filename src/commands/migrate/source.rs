@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::exit;
+use crate::runtime::exit;
 
 /// First line of a file that must run outside a transaction (CREATE INDEX CONCURRENTLY).
 pub const NO_TRANSACTION: &str = "-- initbox:no-transaction";
@@ -226,7 +226,7 @@ pub fn line_and_column(sql: &str, position: usize) -> (usize, usize) {
         .char_indices()
         .nth(position.saturating_sub(1))
         .map_or(sql.len(), |(offset, _)| offset);
-    crate::error_text::line_and_column(sql, offset)
+    crate::text::error_text::line_and_column(sql, offset)
 }
 
 #[cfg(test)]

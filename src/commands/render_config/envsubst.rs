@@ -6,8 +6,8 @@
 //! wipes to empty. A template is parsed whole before anything is evaluated, so a syntax error
 //! anywhere stops it, while every undefined variable is collected for one message.
 
-use crate::error_text::line_and_column;
-use crate::shell_name;
+use crate::text::error_text::line_and_column;
+use crate::text::shell_name;
 
 /// Something wrong in a template, at a 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,9 @@ use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
 
 use super::values::Values;
-use crate::error_text;
-use crate::error_text::line_and_column;
-use crate::redact;
+use crate::runtime::redact;
+use crate::text::error_text;
+use crate::text::error_text::line_and_column;
 
 pub struct Jinja {
     env: Environment<'static>,

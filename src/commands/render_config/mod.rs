@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
-use crate::ctx::Ctx;
-use crate::error_text;
-use crate::exit;
-use crate::fs_atomic::{self, Owner};
-use crate::logging::{self, Level};
+use crate::fs::atomic::{self, Owner};
+use crate::runtime::ctx::Ctx;
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
+use crate::text::error_text;
 
 use envsubst::ProblemKind;
 use validate::Format;
@@ -57,7 +57,7 @@ pub struct RenderConfigArgs {
     pub validate: Option<Format>,
 
     /// Mode of the written files, in octal.
-    #[arg(long, default_value = "0644", value_parser = fs_atomic::parse_mode, value_name = "MODE")]
+    #[arg(long, default_value = "0644", value_parser = atomic::parse_mode, value_name = "MODE")]
     pub mode: u32,
 
     /// Owner of the written files: UID:GID or UID (numbers; needs root or CAP_CHOWN).
@@ -289,7 +289,7 @@ fn write(job: &Job, text: &str, args: &RenderConfigArgs) -> anyhow::Result<()> {
             .and_then(|()| stdout.flush())
             .map_err(|error| anyhow!("writing to stdout: {}", error_text::io(&error)));
     };
-    fs_atomic::write_atomic(dest, text.as_bytes(), args.mode, args.owner)?;
+    atomic::write_atomic(dest, text.as_bytes(), args.mode, args.owner)?;
     logging::emit(
         Level::Info,
         &format!(

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
-use crate::error_text::line_and_column;
+use crate::text::error_text::line_and_column;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::volume_files;
-use crate::exit;
-use crate::logging::{self, Level};
-use crate::redact::{self, Secret};
-use crate::shell_name;
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
+use crate::runtime::redact::{self, Secret};
+use crate::text::shell_name;
 
 /// Every value is held as a [`Secret`]: a Secret's keys and an environment variable set from
 /// `secretKeyRef` look the same here, so none of them may reach a message.

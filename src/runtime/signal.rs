@@ -6,7 +6,7 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::exit::Exit;
+use crate::runtime::exit::Exit;
 
 /// A cheap handle that resolves once a stop signal has arrived.
 #[derive(Clone)]
@@ -60,5 +60,5 @@ pub fn stopped(exit: Exit) -> anyhow::Error {
         Exit::Interrupted => "SIGINT",
         _ => "SIGTERM",
     };
-    crate::exit::interrupted(exit, format!("stopped by {name}"))
+    crate::runtime::exit::interrupted(exit, format!("stopped by {name}"))
 }

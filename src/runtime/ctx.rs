@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::report::Report;
-use crate::retry::Policy;
-use crate::signal::Cancel;
+use crate::runtime::report::Report;
+use crate::runtime::retry::Policy;
+use crate::runtime::signal::Cancel;
 
 pub struct Ctx {
     /// When the whole run must end; `None` with `--timeout 0`.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::ctx::Ctx;
-use crate::duration;
-use crate::exit;
-use crate::signal;
+use crate::runtime::ctx::Ctx;
+use crate::runtime::duration;
+use crate::runtime::exit;
+use crate::runtime::signal;
 
 /// How attempts are paced (`--attempt-timeout`, `--interval`, `--max-interval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,8 +202,8 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::Exit;
-    use crate::signal::Cancel;
+    use crate::runtime::exit::Exit;
+    use crate::runtime::signal::Cancel;
     use std::cell::Cell;
 
     fn policy() -> Policy {

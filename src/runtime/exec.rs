@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use crate::exit;
+use crate::runtime::exit;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecArgs {

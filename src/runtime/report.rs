@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::duration;
-use crate::exit::Exit;
-use crate::logging::{self, Level};
+use crate::runtime::duration;
+use crate::runtime::exit::Exit;
+use crate::runtime::logging::{self, Level};
 
 /// The kubelet shows at most 4096 bytes of a termination message.
 const TERMINATION_MESSAGE_LIMIT: usize = 4096;

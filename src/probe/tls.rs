@@ -15,7 +15,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use crate::exit;
+use crate::runtime::exit;
 
 /// Where a CA bundle is found on common systems; the first that exists is used. `SSL_CERT_FILE`
 /// comes first, as OpenSSL-based tools honour it.
@@ -213,7 +213,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::Exit;
+    use crate::runtime::exit::Exit;
 
     #[test]
     fn a_named_ca_file_must_exist_and_hold_certificates() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::exit;
+use crate::runtime::exit;
 
 /// A numeric owner, as `UID:GID` or `UID` (the group unchanged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,11 +12,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::exit;
-use crate::logging::{self, Level};
-use crate::redact::{self, Secret};
-use crate::retry::AttemptError;
-use crate::tls::{self, Roots, Verify};
+use crate::probe::tls::{self, Roots, Verify};
+use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
+use crate::runtime::redact::{self, Secret};
+use crate::runtime::retry::AttemptError;
 
 pub use conninfo::Params;
 
@@ -120,7 +120,7 @@ impl PgTarget {
             .unwrap_or("5432")
             .split(',')
             .map(|port| {
-                crate::target::parse_port(port)
+                crate::probe::target::parse_port(port)
                     .map_err(|why| exit::usage(format!("invalid connection port: {why}")))
             })
             .collect::<anyhow::Result<Vec<u16>>>()?;
@@ -288,7 +288,7 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         text.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    crate::error_text::without_os_codes(&text)
+    crate::text::error_text::without_os_codes(&text)
 }
 
 /// A failed connection attempt, classified: all are worth retrying (starting up, too many
@@ -310,7 +310,7 @@ pub fn connect_failure(error: &tokio_postgres::Error, fail_fast: bool) -> Attemp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::Exit;
+    use crate::runtime::exit::Exit;
 
     fn target(url: Option<&str>, env: &[(&str, &str)]) -> anyhow::Result<PgTarget> {
         let args = PgArgs {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::exit;
+use crate::runtime::exit;
 
 /// The options initbox uses; others are accepted and ignored with a warning, since URLs shared
 /// with other clients often carry their own (pgx's pool_max_conns, Prisma's schema).
@@ -75,8 +75,10 @@ impl Params {
             .strip_prefix("postgres://")
             .or_else(|| text.strip_prefix("postgresql://"))
         {
-            if crate::redact::has_misplaced_userinfo(text) {
-                return Err(crate::redact::misplaced_userinfo_error("connection URL"));
+            if crate::runtime::redact::has_misplaced_userinfo(text) {
+                return Err(crate::runtime::redact::misplaced_userinfo_error(
+                    "connection URL",
+                ));
             }
             parse_url(rest)
         } else if text.contains('=') && !text.contains("://") {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use reqwest::Client;
 use reqwest::redirect::Policy;
 
-use crate::error_text;
-use crate::logging::{self, Level};
-use crate::tls::{self, Roots, Verify};
+use crate::probe::tls::{self, Roots, Verify};
+use crate::runtime::logging::{self, Level};
+use crate::text::error_text;
 
 /// How the server's certificate is trusted.
 pub struct Trust<'a> {

@@ -77,7 +77,7 @@ pub fn has_misplaced_userinfo(text: &str) -> bool {
 
 /// The error for such a URL.
 pub fn misplaced_userinfo_error(what: &str) -> anyhow::Error {
-    crate::exit::usage(format!(
+    crate::runtime::exit::usage(format!(
         "invalid {what}: it has an '@' after its host; percent-encode '/', '?', '#' and '@' in the \
          user name and password (as %2F, %3F, %23, %40)"
     ))
@@ -100,7 +100,7 @@ pub fn url_text(text: &str) -> String {
 /// configuration error that names the file, never its content.
 pub fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<Secret> {
     let text = std::fs::read_to_string(path).map_err(|error| {
-        crate::exit::usage(format!(
+        crate::runtime::exit::usage(format!(
             "cannot read {what} file {}: {error}",
             path.display()
         ))
