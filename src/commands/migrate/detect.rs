@@ -179,9 +179,10 @@ pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
     }
     // Names alone are shared: N_name.up.sql by golang-migrate and sqlx, N_name.sql by sqlx and
     // initbox. The ledger that exists decides.
+    // golang-migrate skips plain .sql files, so a directory that mixes both styles is not its.
     let candidates: Vec<Format> = match (&evidence.reversible, &evidence.numbered) {
-        (Some(_), _) => vec![Format::Initbox, Format::GolangMigrate, Format::Sqlx],
-        (None, Some(_)) => vec![Format::Initbox, Format::Sqlx],
+        (Some(_), None) => vec![Format::Initbox, Format::GolangMigrate, Format::Sqlx],
+        (_, Some(_)) => vec![Format::Initbox, Format::Sqlx],
         (None, None) if evidence.ledgers.is_empty() => {
             return Ok((
                 Format::Initbox,
@@ -197,7 +198,7 @@ pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
         .collect();
     match with_ledger.as_slice() {
         [format] => Ok((*format, listed(&[*format]))),
-        [] if evidence.reversible.is_none() => Ok((
+        [] if evidence.numbered.is_some() => Ok((
             Format::Initbox,
             format!(
                 "{} is an N_name.sql name and no tool's ledger exists",

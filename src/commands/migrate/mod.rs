@@ -56,7 +56,7 @@ pub struct MigrateArgs {
     /// sql-migrate. auto decides from the files and the ledger tables that exist.
     #[arg(long, global = true, env = "INITBOX_MIGRATIONS_FORMAT", default_value = "auto",
           value_parser = formats::parse_choice, value_name = "FORMAT")]
-    pub format: Option<Format>,
+    pub format: formats::Choice,
 
     /// Ledger table, TABLE or SCHEMA.TABLE; default: the format's own table (initbox:
     /// public.initbox_migrations; the tools': theirs, in the connection's current schema).
@@ -145,6 +145,7 @@ pub async fn run(args: &MigrateArgs, ctx: &Ctx) -> anyhow::Result<()> {
             let state = setup.format.read(&client, &setup.table).await?;
             let plan = plan::plan(setup.format, &setup.files, &state, allow(args));
             let mut problems = plan.problems;
+            problems.extend(plan.unusable);
             problems.extend(state.unfinished);
             if problems.is_empty() {
                 logging::emit(
@@ -200,7 +201,7 @@ async fn setup(
             ));
         }
     };
-    let (format, why) = match args.format {
+    let (format, why) = match args.format.0 {
         Some(format) => (format, "--format".to_string()),
         None => {
             let mut evidence = detect::from_files(entries)?;
@@ -273,6 +274,12 @@ async fn up(
 ) -> anyhow::Result<()> {
     let state = setup.format.read(client, &setup.table).await?;
     let plan = plan::plan(setup.format, &setup.files, &state, allow(args));
+    if !plan.unusable.is_empty() {
+        return Err(exit::usage(format!(
+            "nothing applied: {}",
+            plan.unusable.join("; ")
+        )));
+    }
     if plan.pending.is_empty() && plan.problems.is_empty() && state.unfinished.is_none() {
         return up_to_date(plan.applied);
     }

@@ -16,6 +16,8 @@ pub struct Plan<'a> {
     pub pending: Vec<&'a Migration>,
     /// Everything that forbids applying, one sentence each.
     pub problems: Vec<String>,
+    /// Pending files that cannot run as written: bad input, so a usage error.
+    pub unusable: Vec<String>,
     /// How many files count as applied.
     pub applied: usize,
 }
@@ -72,6 +74,7 @@ pub fn plan<'a>(format: Format, files: &'a [Migration], state: &State, allow: Al
     let mut problems = Vec::new();
     let mut pending = Vec::new();
     let mut applied = 0;
+    let mut unusable = Vec::new();
     let highest_file = files.iter().filter_map(|file| file.version.as_ref()).max();
     for row in state.applied.iter().filter(|row| !row.repeatable) {
         if files
@@ -121,8 +124,8 @@ pub fn plan<'a>(format: Format, files: &'a [Migration], state: &State, allow: Al
                     .map_or_else(String::new, ToString::to_string),
             )),
             FileState::Pending => {
-                if let Some(why) = file.foreign {
-                    problems.push(format!("{} is pending, and is {why}", file.name));
+                if let Some(why) = &file.unusable {
+                    unusable.push(format!("pending {why}"));
                     continue;
                 }
                 if !file.repeatable
@@ -143,6 +146,7 @@ pub fn plan<'a>(format: Format, files: &'a [Migration], state: &State, allow: Al
     Plan {
         pending,
         problems,
+        unusable,
         applied,
     }
 }

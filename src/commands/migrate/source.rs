@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::formats::{Body, Checksum, Context, Format, Named};
+use super::formats::{Body, Checksum, Context, Format, Named, Transaction};
 use super::version::Version;
 use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
@@ -32,8 +32,10 @@ pub struct Migration {
     pub checksum: Option<Checksum>,
     /// Another checksum accepted for it (a Flyway repeatable's raw text).
     pub also_accepted: Option<Checksum>,
-    /// Why initbox cannot run it (a goose Go migration); it still counts for the order.
-    pub foreign: Option<&'static str>,
+    /// Why it cannot run: a goose Go migration, or a body the tool's rules refuse (a missing
+    /// semicolon, an unknown placeholder). Only a problem if it is pending: a file applied long
+    /// ago must not stop every restart.
+    pub unusable: Option<String>,
 }
 
 /// The directory's regular files, by name.
@@ -102,6 +104,11 @@ pub fn read(
         };
         let repeatable = format == Format::Flyway && version.is_none();
         let id = format.id(&entry.name, version.as_ref(), &description);
+        let empty = Body {
+            pieces: Vec::new(),
+            transaction: Transaction::Wrapped,
+            why_untransacted: None,
+        };
         if let Some(why) = foreign {
             migrations.push(Migration {
                 name: entry.name.clone(),
@@ -109,14 +116,10 @@ pub fn read(
                 description,
                 id,
                 repeatable,
-                body: Body {
-                    pieces: Vec::new(),
-                    transaction: super::formats::Transaction::Wrapped,
-                    why_untransacted: None,
-                },
+                body: empty,
                 checksum: None,
                 also_accepted: None,
-                foreign: Some(why),
+                unusable: Some(format!("{} is {why}", entry.name)),
             });
             continue;
         }
@@ -129,9 +132,10 @@ pub fn read(
             .map(|(_, text)| text);
         let mut file_context = context.clone();
         file_context.file_name = entry.name.clone();
-        let body = format
-            .body(&text, companion.as_deref(), &file_context)
-            .map_err(|why| exit::usage(format!("{}: {why}", entry.name)))?;
+        let (body, unusable) = match format.body(&text, companion.as_deref(), &file_context) {
+            Ok(body) => (body, None),
+            Err(why) => (empty, Some(format!("{}: {why}", entry.name))),
+        };
         let raw = format.checksum(&text, &bytes);
         let (checksum, also_accepted) = match format.replaced_checksum(&text, &file_context) {
             Some(replaced) if repeatable => (Some(replaced), raw),
@@ -146,7 +150,7 @@ pub fn read(
             body,
             checksum,
             also_accepted,
-            foreign: None,
+            unusable,
         });
     }
     if !invalid.is_empty() {
@@ -154,17 +158,26 @@ pub fn read(
         let names: Vec<&str> = invalid.iter().map(|(name, _)| name.as_str()).collect();
         return Err(exit::usage(format!("{why}: {}", names.join(", "))));
     }
-    let mut by_id: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut by_id: BTreeMap<&str, Vec<&Migration>> = BTreeMap::new();
     for migration in &migrations {
-        by_id
-            .entry(&migration.id)
-            .or_default()
-            .push(&migration.name);
+        by_id.entry(&migration.id).or_default().push(migration);
     }
     let duplicates: Vec<String> = by_id
         .values()
-        .filter(|names| names.len() > 1)
-        .map(|names| names.join(" and "))
+        .filter(|same| same.len() > 1)
+        .map(|same| {
+            let names: Vec<&str> = same.iter().map(|m| m.name.as_str()).collect();
+            match &same[0].version {
+                Some(version) => {
+                    format!("version {} in {}", version.canonical(), names.join(" and "))
+                }
+                None => format!(
+                    "description '{}' in {}",
+                    same[0].description,
+                    names.join(" and ")
+                ),
+            }
+        })
         .collect();
     if !duplicates.is_empty() {
         return Err(exit::usage(format!(

@@ -43,13 +43,16 @@ pub const ALL: [Format; 7] = [
 ];
 
 /// `--format`: one tool, or `auto` (None).
-pub fn parse_choice(text: &str) -> Result<Option<Format>, String> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice(pub Option<Format>);
+
+pub fn parse_choice(text: &str) -> Result<Choice, String> {
     if text == "auto" {
-        return Ok(None);
+        return Ok(Choice(None));
     }
     ALL.into_iter()
         .find(|format| format.name() == text)
-        .map(Some)
+        .map(|format| Choice(Some(format)))
         .ok_or_else(|| {
             let names: Vec<&str> = ALL.iter().map(|format| format.name()).collect();
             format!(
@@ -465,8 +468,11 @@ mod tests {
 
     #[test]
     fn formats_parse_by_name() {
-        assert_eq!(parse_choice("auto"), Ok(None));
-        assert_eq!(parse_choice("sql-migrate"), Ok(Some(Format::SqlMigrate)));
+        assert_eq!(parse_choice("auto"), Ok(Choice(None)));
+        assert_eq!(
+            parse_choice("sql-migrate"),
+            Ok(Choice(Some(Format::SqlMigrate)))
+        );
         let error = parse_choice("liquibase").unwrap_err();
         assert!(
             error.contains("golang-migrate") && error.contains("auto"),
