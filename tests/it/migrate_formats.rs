@@ -245,7 +245,7 @@ fn goose_files_run_their_up_sections_by_goose_rules() {
     go.expect_code(2);
     assert!(
         go.stderr
-            .contains("00005_backfill.go is pending, and is a Go migration"),
+            .contains("pending 00005_backfill.go is a Go migration"),
         "{}",
         go.stderr
     );

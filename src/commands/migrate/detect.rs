@@ -145,25 +145,15 @@ fn quote_if_needed(name: &str) -> String {
 /// The one format the evidence names, and why; a usage error listing the evidence when it names
 /// none or several.
 pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
+    let evidence_for = |format: &Format| -> String {
+        let mut what: Vec<String> = evidence.files.get(format).cloned().unwrap_or_default();
+        what.extend(evidence.ledgers.get(format).cloned());
+        what.join(", ")
+    };
     let listed = |formats: &[Format]| -> String {
         formats
             .iter()
-            .map(|format| {
-                let mut what: Vec<String> = evidence.files.get(format).cloned().unwrap_or_default();
-                what.extend(evidence.ledgers.get(format).cloned());
-                if what.is_empty() {
-                    match format {
-                        Format::GolangMigrate | Format::Sqlx if evidence.reversible.is_some() => {
-                            what.push(format!(
-                                "{} is an .up.sql name",
-                                evidence.reversible.as_deref().unwrap_or_default()
-                            ));
-                        }
-                        _ => {}
-                    }
-                }
-                format!("{format} ({})", what.join(", "))
-            })
+            .map(|format| format!("{format} ({})", evidence_for(format)))
             .collect::<Vec<_>>()
             .join("; ")
     };
@@ -175,7 +165,7 @@ pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
         )));
     }
     if let [format] = by_files.as_slice() {
-        return Ok((*format, listed(&[*format])));
+        return Ok((*format, evidence_for(format)));
     }
     // Names alone are shared: N_name.up.sql by golang-migrate and sqlx, N_name.sql by sqlx and
     // initbox. The ledger that exists decides.
@@ -197,7 +187,7 @@ pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
         .filter(|format| evidence.ledgers.contains_key(format))
         .collect();
     match with_ledger.as_slice() {
-        [format] => Ok((*format, listed(&[*format]))),
+        [format] => Ok((*format, evidence_for(format))),
         [] if evidence.numbered.is_some() => Ok((
             Format::Initbox,
             format!(

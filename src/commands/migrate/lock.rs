@@ -74,12 +74,17 @@ async fn holder(client: &Client, key: i64) -> String {
     let high = (key as u64 >> 32) as i64;
     let low = (key as u64 & 0xffff_ffff) as i64;
     match client.query_opt(sql, &[&high, &low]).await {
-        Ok(Some(row)) => format!(
-            "held by {} (pid {}, connected {}s ago)",
-            row.get::<_, String>(0),
-            row.get::<_, i32>(1),
-            row.get::<_, i64>(2)
-        ),
+        // Another role's session shows NULL for most columns unless this one may read all stats.
+        Ok(Some(row)) => {
+            let name: Option<String> = row.try_get(0).ok().flatten();
+            let pid: i32 = row.try_get(1).unwrap_or_default();
+            let age: Option<i64> = row.try_get(2).ok().flatten();
+            let age = age.map_or_else(String::new, |seconds| format!(", connected {seconds}s ago"));
+            format!(
+                "held by {} (pid {pid}{age})",
+                name.unwrap_or_else(|| "another role's session".into())
+            )
+        }
         // Released between the two queries, or pg_stat_activity is not readable.
         _ => "held by another session".into(),
     }
