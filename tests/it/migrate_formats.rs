@@ -788,3 +788,55 @@ fn initbox_lock_key(ledger: &str) -> i64 {
     let hex = String::from_utf8(output.stdout).unwrap();
     u64::from_str_radix(&hex[..16], 16).unwrap() as i64
 }
+
+#[test]
+fn a_tools_ledger_lives_in_the_current_schema_unless_told() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "1_items.sql",
+        "-- +goose Up\nCREATE TABLE items (id int);\n",
+    );
+    query(
+        &pg,
+        APP_DB,
+        "CREATE SCHEMA ops AUTHORIZATION app; CREATE SCHEMA audit AUTHORIZATION app",
+    );
+    let in_ops = format!(
+        "{}?options=-c%20search_path%3Dops",
+        pg.url(APP_USER, APP_PASSWORD, APP_DB)
+    );
+    let first = expect_ok(run(
+        migrate(&pg, APP_DB, dir.path()).env("DATABASE_URL", &in_ops)
+    ));
+    assert!(
+        first.stderr.contains("ledger ops.goose_db_version"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(
+        query(
+            &pg,
+            APP_DB,
+            "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) FROM pg_tables WHERE tablename IN ('goose_db_version', 'items')"
+        ),
+        "ops.goose_db_version,ops.items"
+    );
+    write(
+        dir.path(),
+        "2_more.sql",
+        "-- +goose Up\nCREATE TABLE more (id int);\n",
+    );
+    expect_ok(run(
+        migrate(&pg, APP_DB, dir.path()).args(["--table", "audit.goose_db_version"])
+    ));
+    assert_eq!(
+        query(
+            &pg,
+            APP_DB,
+            "SELECT string_agg(version_id::text, ',' ORDER BY id) FROM audit.goose_db_version"
+        ),
+        "0,1,2"
+    );
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::formats::{Body, Checksum, Context, Format, Named, Transaction};
+use super::formats::{Body, Checksum, Context, Format, Named};
 use super::version::Version;
 use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
@@ -104,42 +104,38 @@ pub fn read(
         };
         let repeatable = format == Format::Flyway && version.is_none();
         let id = format.id(&entry.name, version.as_ref(), &description);
-        let empty = Body {
-            pieces: Vec::new(),
-            transaction: Transaction::Wrapped,
-            why_untransacted: None,
-        };
-        if let Some(why) = foreign {
-            migrations.push(Migration {
-                name: entry.name.clone(),
-                version,
-                description,
-                id,
-                repeatable,
-                body: empty,
-                checksum: None,
-                also_accepted: None,
-                unusable: Some(format!("{} is {why}", entry.name)),
-            });
-            continue;
-        }
-        let (bytes, text) = read_text(entry)?;
-        let companion = entries
-            .iter()
-            .find(|other| format == Format::Flyway && other.name == format!("{}.conf", entry.name))
-            .map(read_text)
-            .transpose()?
-            .map(|(_, text)| text);
-        let mut file_context = context.clone();
-        file_context.file_name = entry.name.clone();
-        let (body, unusable) = match format.body(&text, companion.as_deref(), &file_context) {
-            Ok(body) => (body, None),
-            Err(why) => (empty, Some(format!("{}: {why}", entry.name))),
-        };
-        let raw = format.checksum(&text, &bytes);
-        let (checksum, also_accepted) = match format.replaced_checksum(&text, &file_context) {
-            Some(replaced) if repeatable => (Some(replaced), raw),
-            _ => (raw, None),
+        let (body, checksum, also_accepted, unusable) = match foreign {
+            Some(why) => (
+                Body::empty(),
+                None,
+                None,
+                Some(format!("{} is {why}", entry.name)),
+            ),
+            None => {
+                let (bytes, text) = read_text(entry)?;
+                let companion = entries
+                    .iter()
+                    .find(|other| {
+                        format == Format::Flyway && other.name == format!("{}.conf", entry.name)
+                    })
+                    .map(read_text)
+                    .transpose()?
+                    .map(|(_, text)| text);
+                let mut file_context = context.clone();
+                file_context.file_name = entry.name.clone();
+                let (body, unusable) = match format.body(&text, companion.as_deref(), &file_context)
+                {
+                    Ok(body) => (body, None),
+                    Err(why) => (Body::empty(), Some(format!("{}: {why}", entry.name))),
+                };
+                let raw = format.checksum(&text, &bytes);
+                let (checksum, also_accepted) = match format.replaced_checksum(&text, &file_context)
+                {
+                    Some(replaced) if repeatable => (Some(replaced), raw),
+                    _ => (raw, None),
+                };
+                (body, checksum, also_accepted, unusable)
+            }
         };
         migrations.push(Migration {
             name: entry.name.clone(),

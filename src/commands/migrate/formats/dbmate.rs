@@ -115,13 +115,7 @@ pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgre
     let mut applied = Vec::new();
     for row in rows {
         let version: String = row.try_get(0)?;
-        applied.push(Applied {
-            id: version.clone(),
-            version: Version::parse(&version),
-            shown: version,
-            checksum: None,
-            repeatable: false,
-        });
+        applied.push(Applied::named(version));
     }
     Ok(State {
         applied,

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Named, Piece, Record, State, ToolLock, Transaction};
+use super::{Applied, Body, Named, Record, State, ToolLock, Transaction};
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
 
@@ -57,8 +57,7 @@ pub fn body(text: &str) -> Result<Body, String> {
     let mut no_transaction = false;
     let mut envsub = false;
     let mut in_block = false;
-    let mut buffer = String::new();
-    let mut buffer_line = 0;
+    let mut buffer = super::Gathered::default();
     let mut pieces = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
@@ -90,7 +89,7 @@ pub fn body(text: &str) -> Result<Body, String> {
                     if section == Section::Start {
                         return Err("must start with '-- +goose Up'".into());
                     }
-                    if !buffer.trim().is_empty() || in_block {
+                    if !buffer.is_blank() || in_block {
                         return Err(format!(
                             "line {number}: the statement before '-- +goose Down' is not ended (missing semicolon?)"
                         ));
@@ -99,12 +98,12 @@ pub fn body(text: &str) -> Result<Body, String> {
                 }
                 "statementbegin" => {
                     if section == Section::Up {
-                        if !buffer.trim().is_empty() {
+                        if !buffer.is_blank() {
                             return Err(format!(
                                 "line {number}: the statement before StatementBegin is not ended (missing semicolon?)"
                             ));
                         }
-                        buffer_line = number + 1;
+                        buffer.starts_at(number + 1);
                     }
                     in_block = true;
                 }
@@ -116,7 +115,7 @@ pub fn body(text: &str) -> Result<Body, String> {
                     }
                     in_block = false;
                     if section == Section::Up {
-                        push(&mut pieces, &mut buffer, buffer_line);
+                        buffer.take_into(&mut pieces, str::trim);
                     }
                 }
                 "no transaction" => no_transaction = true,
@@ -140,18 +139,14 @@ pub fn body(text: &str) -> Result<Body, String> {
                 {
                     continue;
                 }
-                if buffer.is_empty() {
-                    buffer_line = number;
-                }
                 let line = if envsub {
                     substitute(line).map_err(|why| format!("line {number}: {why}"))?
                 } else {
                     line.to_string()
                 };
-                buffer.push_str(&line);
-                buffer.push('\n');
+                buffer.add(&line, number);
                 if !in_block && super::ends_with_semicolon(&line) {
-                    push(&mut pieces, &mut buffer, buffer_line);
+                    buffer.take_into(&mut pieces, str::trim);
                 }
             }
         }
@@ -162,9 +157,10 @@ pub fn body(text: &str) -> Result<Body, String> {
     if in_block {
         return Err("missing '-- +goose StatementEnd'".into());
     }
-    if !buffer.trim().is_empty() {
+    if !buffer.is_blank() {
         return Err(format!(
-            "line {buffer_line}: the last statement is not ended (missing semicolon?)"
+            "line {}: the last statement is not ended (missing semicolon?)",
+            buffer.line()
         ));
     }
     Ok(Body {
@@ -176,17 +172,6 @@ pub fn body(text: &str) -> Result<Body, String> {
         },
         why_untransacted: no_transaction.then(|| "-- +goose NO TRANSACTION".into()),
     })
-}
-
-fn push(pieces: &mut Vec<Piece>, buffer: &mut String, line: usize) {
-    let sql = buffer.trim();
-    if !sql.is_empty() {
-        pieces.push(Piece {
-            sql: sql.to_string(),
-            line,
-        });
-    }
-    buffer.clear();
 }
 
 /// goose's ENVSUB (mfridman/interpolate): `$NAME`, `${NAME}`, `${NAME-default}`,
@@ -293,13 +278,7 @@ pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgre
     let mut applied = Vec::new();
     for row in rows {
         let version: i64 = row.try_get(0)?;
-        applied.push(Applied {
-            id: version.to_string(),
-            shown: version.to_string(),
-            version: Version::parse(&version.to_string()),
-            checksum: None,
-            repeatable: false,
-        });
+        applied.push(Applied::numbered(version, None));
     }
     Ok(State {
         applied,

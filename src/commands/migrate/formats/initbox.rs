@@ -98,11 +98,8 @@ pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgre
         let name: String = row.try_get(1)?;
         let checksum: String = row.try_get(2)?;
         applied.push(Applied {
-            id: version.to_string(),
             shown: format!("{version} ({name})"),
-            version: Version::parse(&version.to_string()),
-            checksum: Some(Checksum::Sha256Hex(checksum)),
-            repeatable: false,
+            ..Applied::numbered(version, Some(Checksum::Sha256Hex(checksum)))
         });
     }
     Ok(State {

@@ -112,6 +112,15 @@ pub struct Body {
 }
 
 impl Body {
+    /// Nothing to run: a file initbox cannot run, kept for its place in the order.
+    pub fn empty() -> Body {
+        Body {
+            pieces: Vec::new(),
+            transaction: Transaction::Wrapped,
+            why_untransacted: None,
+        }
+    }
+
     fn whole(text: &str, transaction: Transaction) -> Body {
         Body {
             pieces: vec![Piece {
@@ -155,6 +164,32 @@ pub struct Applied {
     pub checksum: Option<Checksum>,
     /// A Flyway repeatable's row: the newest for its description wins.
     pub repeatable: bool,
+}
+
+impl Applied {
+    /// A row keyed by an integer version, as most tools record it.
+    pub fn numbered(version: i64, checksum: Option<Checksum>) -> Applied {
+        let text = version.to_string();
+        Applied {
+            id: text.clone(),
+            version: Version::parse(&text),
+            shown: text,
+            checksum,
+            repeatable: false,
+        }
+    }
+
+    /// A row keyed by text (dbmate's version as written, sql-migrate's file name), whose
+    /// leading digits are its version.
+    pub fn named(id: String) -> Applied {
+        Applied {
+            version: Version::parse(leading_digits(&id)),
+            shown: id.clone(),
+            id,
+            checksum: None,
+            repeatable: false,
+        }
+    }
 }
 
 /// What a ledger says.
@@ -443,6 +478,58 @@ pub(crate) fn ends_with_semicolon(line: &str) -> bool {
         last = Some(word);
     }
     last.is_some_and(|word| word.ends_with(';'))
+}
+
+/// A statement gathered line by line (goose, sql-migrate), and the line it starts on.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    text: String,
+    line: usize,
+}
+
+impl Gathered {
+    pub(crate) fn add(&mut self, line: &str, number: usize) {
+        if self.text.is_empty() {
+            self.line = number;
+        }
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    /// The statement starts on this line, whatever comes first (a StatementBegin block).
+    pub(crate) fn starts_at(&mut self, number: usize) {
+        if self.text.is_empty() {
+            self.line = number;
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    pub(crate) fn is_blank(&self) -> bool {
+        self.text.trim().is_empty()
+    }
+
+    pub(crate) fn line(&self) -> usize {
+        self.line
+    }
+
+    /// Ends the statement: `finish` trims it as the tool does; blank statements are dropped.
+    pub(crate) fn take_into(&mut self, pieces: &mut Vec<Piece>, finish: fn(&str) -> &str) {
+        let sql = finish(&self.text);
+        if !sql.trim().is_empty() {
+            pieces.push(Piece {
+                sql: sql.to_string(),
+                line: self.line,
+            });
+        }
+        self.text.clear();
+    }
+
+    pub(crate) fn discard(&mut self) {
+        self.text.clear();
+    }
 }
 
 /// The numeric prefix of a name, for the tools that take `<digits>_...`.

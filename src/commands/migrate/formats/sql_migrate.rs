@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Named, Piece, Record, State, Transaction};
+use super::{Applied, Body, Named, Record, State, Transaction};
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
 
@@ -35,8 +35,7 @@ pub fn body(text: &str) -> Result<Body, String> {
     let mut seen_direction = false;
     let mut in_block = false;
     let mut no_transaction = false;
-    let mut buffer = String::new();
-    let mut buffer_line = 0;
+    let mut buffer = super::Gathered::default();
     let mut pieces = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
@@ -49,12 +48,12 @@ pub fn body(text: &str) -> Result<Body, String> {
             let mut words = command.split_whitespace();
             match words.next() {
                 Some(direction @ ("Up" | "Down")) => {
-                    if !buffer.trim().is_empty() {
+                    if !buffer.is_blank() {
                         return Err(format!(
                             "line {number}: the last statement must be ended by a semicolon or '-- +migrate StatementEnd' before a new section"
                         ));
                     }
-                    buffer.clear();
+                    buffer.discard();
                     section = if direction == "Up" {
                         Section::Up
                     } else {
@@ -67,9 +66,7 @@ pub fn body(text: &str) -> Result<Body, String> {
                 }
                 Some("StatementBegin") => {
                     in_block = true;
-                    if buffer.is_empty() {
-                        buffer_line = number + 1;
-                    }
+                    buffer.starts_at(number + 1);
                 }
                 Some("StatementEnd") => {
                     if !in_block {
@@ -79,9 +76,9 @@ pub fn body(text: &str) -> Result<Body, String> {
                     }
                     in_block = false;
                     if section == Section::Up {
-                        push(&mut pieces, &mut buffer, buffer_line);
+                        buffer.take_into(&mut pieces, finish);
                     }
-                    buffer.clear();
+                    buffer.discard();
                 }
                 // sql-migrate ignores commands it does not know.
                 _ => {}
@@ -95,16 +92,12 @@ pub fn body(text: &str) -> Result<Body, String> {
         if section == Section::None {
             continue;
         }
-        if buffer.is_empty() {
-            buffer_line = number;
-        }
-        buffer.push_str(line);
-        buffer.push('\n');
+        buffer.add(line, number);
         if !in_block && super::ends_with_semicolon(line) {
             if section == Section::Up {
-                push(&mut pieces, &mut buffer, buffer_line);
+                buffer.take_into(&mut pieces, finish);
             }
-            buffer.clear();
+            buffer.discard();
         }
     }
     if !seen_direction {
@@ -115,9 +108,10 @@ pub fn body(text: &str) -> Result<Body, String> {
             "a '-- +migrate StatementBegin' is never ended by '-- +migrate StatementEnd'".into(),
         );
     }
-    if !buffer.trim().is_empty() {
+    if !buffer.is_blank() {
         return Err(format!(
-            "line {buffer_line}: the last statement must be ended by a semicolon or '-- +migrate StatementEnd'"
+            "line {}: the last statement must be ended by a semicolon or '-- +migrate StatementEnd'",
+            buffer.line()
         ));
     }
     Ok(Body {
@@ -132,17 +126,10 @@ pub fn body(text: &str) -> Result<Body, String> {
 }
 
 /// sql-migrate strips one trailing newline, then one space, then one `;`.
-fn push(pieces: &mut Vec<Piece>, buffer: &mut String, line: usize) {
-    let sql = buffer.strip_suffix('\n').unwrap_or(buffer);
-    let sql = sql.strip_suffix(' ').unwrap_or(sql);
-    let sql = sql.strip_suffix(';').unwrap_or(sql);
-    if !sql.trim().is_empty() {
-        pieces.push(Piece {
-            sql: sql.to_string(),
-            line,
-        });
-    }
-    buffer.clear();
+fn finish(text: &str) -> &str {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix(' ').unwrap_or(text);
+    text.strip_suffix(';').unwrap_or(text)
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
@@ -161,13 +148,7 @@ pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgre
     let mut applied = Vec::new();
     for row in rows {
         let id: String = row.try_get(0)?;
-        applied.push(Applied {
-            version: Version::parse(super::leading_digits(&id)),
-            shown: id.clone(),
-            id,
-            checksum: None,
-            repeatable: false,
-        });
+        applied.push(Applied::named(id));
     }
     Ok(State {
         applied,

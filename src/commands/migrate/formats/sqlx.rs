@@ -85,13 +85,9 @@ pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgre
                 table = table.shown
             ));
         }
-        state.applied.push(Applied {
-            id: version.to_string(),
-            shown: version.to_string(),
-            version: Version::parse(&version.to_string()),
-            checksum: Some(Checksum::Sha384(checksum)),
-            repeatable: false,
-        });
+        state
+            .applied
+            .push(Applied::numbered(version, Some(Checksum::Sha384(checksum))));
     }
     Ok(state)
 }
