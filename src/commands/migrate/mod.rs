@@ -232,6 +232,7 @@ async fn setup(
         timestamp: row.get(3),
         table: table.name.clone(),
         file_name: String::new(),
+        environment: std::sync::Arc::new(std::env::vars().collect()),
         flyway_placeholders: std::env::var("FLYWAY_PLACEHOLDER_REPLACEMENT").as_deref()
             != Ok("false"),
     };

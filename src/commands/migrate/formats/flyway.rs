@@ -182,11 +182,13 @@ fn replace_placeholders(text: &str, context: &Context) -> Result<String, String>
     if !text.contains("${") {
         return Ok(text.to_string());
     }
-    let mut values: HashMap<String, String> = std::env::vars()
+    let mut values: HashMap<String, String> = context
+        .environment
+        .iter()
         .filter_map(|(key, value)| {
             Some((
                 key.strip_prefix("FLYWAY_PLACEHOLDERS_")?.to_lowercase(),
-                value,
+                value.clone(),
             ))
         })
         .collect();
@@ -397,6 +399,13 @@ mod tests {
             file_name: "R__views.sql".into(),
             table: "flyway_schema_history".into(),
             flyway_placeholders: true,
+            environment: std::sync::Arc::new(
+                [(
+                    "FLYWAY_PLACEHOLDERS_OWNER".to_string(),
+                    "reporting".to_string(),
+                )]
+                .into(),
+            ),
         }
     }
 
@@ -463,8 +472,6 @@ mod tests {
 
     #[test]
     fn placeholders_are_replaced_or_refused() {
-        // SAFETY: only this test reads this name.
-        unsafe { std::env::set_var("FLYWAY_PLACEHOLDERS_OWNER", "reporting") };
         let body = body(
             "GRANT SELECT ON ${flyway:defaultSchema}.t TO ${Owner};",
             None,

@@ -2,9 +2,11 @@
 //! line (or kept whole between StatementBegin and StatementEnd) and sent one by one,
 //! `-- +goose NO TRANSACTION`, `-- +goose ENVSUB ON/OFF`, and `goose_db_version`.
 
+use std::collections::HashMap;
+
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Named, Record, State, ToolLock, Transaction};
+use super::{Applied, Body, Context, Named, Record, State, ToolLock, Transaction};
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
 
@@ -52,7 +54,7 @@ enum Section {
 }
 
 /// The Up section's statements, parsed as goose parses them (internal/sqlparser).
-pub fn body(text: &str) -> Result<Body, String> {
+pub fn body(text: &str, context: &Context) -> Result<Body, String> {
     let mut section = Section::Start;
     let mut no_transaction = false;
     let mut envsub = false;
@@ -140,7 +142,8 @@ pub fn body(text: &str) -> Result<Body, String> {
                     continue;
                 }
                 let line = if envsub {
-                    substitute(line).map_err(|why| format!("line {number}: {why}"))?
+                    substitute(line, &context.environment)
+                        .map_err(|why| format!("line {number}: {why}"))?
                 } else {
                     line.to_string()
                 };
@@ -177,7 +180,7 @@ pub fn body(text: &str) -> Result<Body, String> {
 /// goose's ENVSUB (mfridman/interpolate): `$NAME`, `${NAME}`, `${NAME-default}`,
 /// `${NAME:-default}` and `${NAME?message}` from the environment, unset as empty; `$$` and `\$`
 /// are a literal `$`.
-fn substitute(line: &str) -> Result<String, String> {
+fn substitute(line: &str, environment: &HashMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(at) = rest.find(['$', '\\']) {
@@ -186,12 +189,12 @@ fn substitute(line: &str) -> Result<String, String> {
         if tail.starts_with("\\$") || tail.starts_with("$$") {
             out.push('$');
             rest = &tail[2..];
-        } else if tail.starts_with('\\') {
+        } else if let Some(after) = tail.strip_prefix('\\') {
             out.push('\\');
-            rest = &tail[1..];
+            rest = after;
         } else if let Some(inner) = tail.strip_prefix("${") {
             let end = inner.find('}').ok_or("an unclosed ${")?;
-            out.push_str(&expand(&inner[..end])?);
+            out.push_str(&expand(&inner[..end], environment)?);
             rest = &inner[end + 1..];
         } else {
             let name_len = tail[1..]
@@ -207,7 +210,7 @@ fn substitute(line: &str) -> Result<String, String> {
             if name.starts_with(|c: char| c.is_ascii_digit()) {
                 return Err(format!("${name}: an identifier must start with a letter"));
             }
-            out.push_str(&std::env::var(name).unwrap_or_default());
+            out.push_str(environment.get(name).map_or("", String::as_str));
             rest = &tail[1 + name_len..];
         }
     }
@@ -215,7 +218,7 @@ fn substitute(line: &str) -> Result<String, String> {
     Ok(out)
 }
 
-fn expand(expression: &str) -> Result<String, String> {
+fn expand(expression: &str, environment: &HashMap<String, String>) -> Result<String, String> {
     let name_len = expression
         .bytes()
         .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
@@ -226,7 +229,7 @@ fn expand(expression: &str) -> Result<String, String> {
             "${{{expression}}}: an identifier must start with a letter"
         ));
     }
-    let value = std::env::var(name).ok();
+    let value = environment.get(name).cloned();
     Ok(if operator.is_empty() {
         value.unwrap_or_default()
     } else if let Some(default) = operator.strip_prefix(":-") {
@@ -318,6 +321,10 @@ pub fn locks() -> Vec<ToolLock> {
 mod tests {
     use super::*;
 
+    fn body(text: &str) -> Result<Body, String> {
+        super::body(text, &Context::default())
+    }
+
     fn statements(text: &str) -> Vec<String> {
         body(text)
             .unwrap()
@@ -345,13 +352,13 @@ mod tests {
 
     #[test]
     fn annotations_are_case_insensitive_and_no_transaction_is_seen() {
-        let body =
+        let parsed =
             body("--+goose up\n-- +goose no transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\n")
                 .unwrap();
-        assert_eq!(body.transaction, Transaction::None);
+        assert_eq!(parsed.transaction, Transaction::None);
         assert_eq!(statements("-- +goose UP\nSELECT 1;\n"), ["SELECT 1;"]);
         // `+goose` itself is matched case-sensitively, as goose matches it: this is a comment.
-        assert!(super::body("-- +GOOSE UP\nSELECT 1;\n").is_err());
+        assert!(body("-- +GOOSE UP\nSELECT 1;\n").is_err());
     }
 
     #[test]
@@ -378,12 +385,22 @@ mod tests {
 
     #[test]
     fn envsub_substitutes_between_on_and_off() {
-        // SAFETY: tests in this module alone read these names.
-        unsafe { std::env::set_var("INITBOX_GOOSE_TEST_OWNER", "app") };
+        let context = Context {
+            environment: std::sync::Arc::new(
+                [("INITBOX_GOOSE_TEST_OWNER".to_string(), "app".to_string())].into(),
+            ),
+            ..Context::default()
+        };
         let text = "-- +goose Up\n-- +goose ENVSUB ON\nGRANT SELECT ON a TO ${INITBOX_GOOSE_TEST_OWNER};\n\
                     SELECT '${INITBOX_GOOSE_TEST_UNSET:-none}', '$$';\n-- +goose ENVSUB OFF\nSELECT '$INITBOX_GOOSE_TEST_OWNER';\n";
+        let statements: Vec<String> = super::body(text, &context)
+            .unwrap()
+            .pieces
+            .into_iter()
+            .map(|piece| piece.sql)
+            .collect();
         assert_eq!(
-            statements(text),
+            statements,
             [
                 "GRANT SELECT ON a TO app;",
                 "SELECT 'none', '$';",

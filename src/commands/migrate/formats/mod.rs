@@ -212,7 +212,8 @@ pub struct ToolLock {
     pub why: String,
 }
 
-/// What Flyway's placeholders may name, learnt from the connection.
+/// What goose's ENVSUB and Flyway's placeholders may name, learnt from the connection and the
+/// environment.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     pub schema: String,
@@ -224,6 +225,8 @@ pub struct Context {
     pub file_name: String,
     /// Flyway replaces placeholders unless FLYWAY_PLACEHOLDER_REPLACEMENT=false.
     pub flyway_placeholders: bool,
+    /// The process environment, read once: goose's ENVSUB and Flyway's FLYWAY_PLACEHOLDERS_*.
+    pub environment: std::sync::Arc<std::collections::HashMap<String, String>>,
 }
 
 /// What the planner and runner need to know of the migration being recorded.
@@ -285,7 +288,7 @@ impl Format {
         match self {
             Format::Initbox => initbox::body(text),
             Format::GolangMigrate => Ok(golang_migrate::body(text)),
-            Format::Goose => goose::body(text),
+            Format::Goose => goose::body(text, context),
             Format::Dbmate => dbmate::body(text),
             Format::Flyway => flyway::body(text, companion, context),
             Format::Sqlx => Ok(sqlx::body(text)),
