@@ -58,7 +58,7 @@ class ConnectionWatch:
         query = ("SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
                  "AND usename = 'app') || ' ' || coalesce((SELECT max(n) FROM (SELECT count(*) AS n "
                  "FROM pg_stat_activity WHERE usename = 'app' AND application_name <> '' "
-                 "GROUP BY application_name, client_port IS NULL) c), 0);\n")
+                 "GROUP BY application_name) c), 0);\n")
         while not self.stop.is_set():
             self.psql.stdin.write(query)
             line = self.psql.stdout.readline().split()
@@ -109,10 +109,12 @@ def main():
         tools = {
             "initbox migrate, 1 runner": (1, lambda url, i: [initbox, "-q", "migrate", "--dir", plain]),
             f"initbox migrate, {RUNNERS} runners": (RUNNERS, lambda url, i: [initbox, "-q", "migrate", "--dir", plain]),
-            f"dbmate up, {RUNNERS} runners": (RUNNERS, lambda url, i: [dbmate, "--url", url, "--migrations-dir", sections,
-                                                                  "--no-dump-schema", "up"]),
+            # application_name tells each runner's connections apart in pg_stat_activity
+            # (initbox names its own sessions).
+            f"dbmate up, {RUNNERS} runners": (RUNNERS, lambda url, i: [dbmate, "--url", f"{url}&application_name=replica-{i}",
+                                                                  "--migrations-dir", sections, "--no-dump-schema", "up"]),
             f"sqlx migrate run, {RUNNERS} runners": (RUNNERS, lambda url, i: [sqlx, "migrate", "run", "--source", plain,
-                                                                         "--database-url", url]),
+                                                                         "--database-url", f"{url}&application_name=replica-{i}"]),
         }
         results = {}
         for run in range(RUNS):
