@@ -138,7 +138,8 @@ def main():
             f"- initbox: {subprocess.run([initbox, '--version'], capture_output=True, text=True).stdout.strip()}",
             f"- dbmate: {subprocess.run([dbmate, '--version'], capture_output=True, text=True).stdout.strip()}",
             f"- sqlx-cli: {subprocess.run([sqlx, '--version'], capture_output=True, text=True).stdout.strip()}",
-            f"- date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}, {os.cpu_count()} CPUs",
+            f"- date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates the times)",
             "",
             "| tool | case | time until all exit (ms) | failed runners | peak server connections | most held by one runner |",
             "| --- | --- | ---: | ---: | ---: | ---: |",
