@@ -5,6 +5,7 @@
 
 pub mod dnsmasq;
 pub mod http;
+pub mod migration_tools;
 pub mod netns;
 pub mod openbao;
 pub mod postgres;

@@ -1,0 +1,294 @@
+//! `--format auto`: which tool a directory and a database belong to, decided from the file names,
+//! the directives inside the files, and the ledger tables that exist, with the evidence logged.
+
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+use tokio_postgres::Client;
+
+use super::formats::Format;
+use super::source::{self, Entry};
+use super::table::quote;
+use crate::runtime::exit;
+
+/// Evidence for each format: what in the files or the database points at it.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    files: BTreeMap<Format, Vec<String>>,
+    /// `.up.sql` / `.down.sql` names, which golang-migrate and sqlx share.
+    reversible: Option<String>,
+    /// Plain `N_name.sql` names, which initbox and sqlx share.
+    numbered: Option<String>,
+    ledgers: BTreeMap<Format, String>,
+}
+
+impl Evidence {
+    fn file(&mut self, format: Format, what: String) {
+        let list = self.files.entry(format).or_default();
+        if list.len() < 3 {
+            list.push(what);
+        }
+    }
+}
+
+/// What the files say.
+pub fn from_files(entries: &[Entry]) -> anyhow::Result<Evidence> {
+    let mut evidence = Evidence::default();
+    for entry in entries {
+        let name = entry.name.as_str();
+        let lower = name.to_ascii_lowercase();
+        if !lower.ends_with(".sql") {
+            continue;
+        }
+        let flyway_versioned = name.strip_prefix('V').is_some_and(|rest| {
+            rest.split_once("__")
+                .is_some_and(|(version, _)| super::version::Version::parse(version).is_some())
+        });
+        if flyway_versioned || name.starts_with("R__") {
+            evidence.file(Format::Flyway, format!("{name} is a Flyway name"));
+        }
+        let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && name[digits..].starts_with('_') {
+            if lower.ends_with(".up.sql") || lower.ends_with(".down.sql") {
+                evidence.reversible.get_or_insert_with(|| name.to_string());
+            } else {
+                evidence.numbered.get_or_insert_with(|| name.to_string());
+            }
+        }
+        let (_, text) = source::read_text(entry)?;
+        if text.starts_with("-- no-transaction") {
+            evidence.file(
+                Format::Sqlx,
+                format!("{name} starts with '-- no-transaction'"),
+            );
+        }
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("--") && line.contains("+goose") {
+                evidence.file(Format::Goose, format!("{name} has '{trimmed}'"));
+                break;
+            }
+            if line.starts_with("-- +migrate ") {
+                evidence.file(Format::SqlMigrate, format!("{name} has '{trimmed}'"));
+                break;
+            }
+            if trimmed
+                .strip_prefix("--")
+                .is_some_and(|rest| rest.trim_start().starts_with("migrate:up"))
+                && line.starts_with("--")
+            {
+                evidence.file(Format::Dbmate, format!("{name} has '{trimmed}'"));
+                break;
+            }
+            if trimmed == super::formats::INITBOX_NO_TRANSACTION {
+                evidence.file(Format::Initbox, format!("{name} has '{trimmed}'"));
+                break;
+            }
+        }
+    }
+    Ok(evidence)
+}
+
+/// What the database says: each tool's ledger table that exists in the current schema (and
+/// initbox's in public), told apart by their columns where two tools share a name.
+pub async fn from_database(
+    evidence: &mut Evidence,
+    client: &Client,
+    current_schema: &str,
+) -> anyhow::Result<()> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = c.oid AND a.attname = 'dirty' AND NOT a.attisdropped)
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p')
+               AND ((n.nspname = $1 AND c.relname IN ('schema_migrations', 'goose_db_version',
+                      'flyway_schema_history', '_sqlx_migrations', 'gorp_migrations', 'initbox_migrations'))
+                    OR (n.nspname = 'public' AND c.relname = 'initbox_migrations'))",
+            &[&current_schema],
+        )
+        .await
+        .map_err(|error| anyhow!("looking for migration ledgers: {}", crate::probe::pg::describe(&error)))?;
+    for row in rows {
+        let schema: String = row.get(0);
+        let table: String = row.get(1);
+        let has_dirty: bool = row.get(2);
+        let format = match table.as_str() {
+            "schema_migrations" if has_dirty => Format::GolangMigrate,
+            "schema_migrations" => Format::Dbmate,
+            "goose_db_version" => Format::Goose,
+            "flyway_schema_history" => Format::Flyway,
+            "_sqlx_migrations" => Format::Sqlx,
+            "gorp_migrations" => Format::SqlMigrate,
+            _ => Format::Initbox,
+        };
+        evidence.ledgers.insert(
+            format,
+            format!("table {}.{} exists", quote_if_needed(&schema), table),
+        );
+    }
+    Ok(())
+}
+
+fn quote_if_needed(name: &str) -> String {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        name.to_string()
+    } else {
+        quote(name)
+    }
+}
+
+/// The one format the evidence names, and why; a usage error listing the evidence when it names
+/// none or several.
+pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
+    let evidence_for = |format: &Format| -> String {
+        let mut what: Vec<String> = evidence.files.get(format).cloned().unwrap_or_default();
+        what.extend(evidence.ledgers.get(format).cloned());
+        what.join(", ")
+    };
+    let listed = |formats: &[Format]| -> String {
+        formats
+            .iter()
+            .map(|format| format!("{format} ({})", evidence_for(format)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let by_files: Vec<Format> = evidence.files.keys().copied().collect();
+    if by_files.len() > 1 {
+        return Err(exit::usage(format!(
+            "the migrations fit more than one format: {}; pass --format",
+            listed(&by_files)
+        )));
+    }
+    if let [format] = by_files.as_slice() {
+        return Ok((*format, evidence_for(format)));
+    }
+    // Names alone are shared: N_name.up.sql by golang-migrate and sqlx, N_name.sql by sqlx and
+    // initbox. The ledger that exists decides.
+    // golang-migrate skips plain .sql files, so a directory that mixes both styles is not its.
+    let candidates: Vec<Format> = match (&evidence.reversible, &evidence.numbered) {
+        (Some(_), None) => vec![Format::Initbox, Format::GolangMigrate, Format::Sqlx],
+        (_, Some(_)) => vec![Format::Initbox, Format::Sqlx],
+        (None, None) if evidence.ledgers.is_empty() => {
+            return Ok((
+                Format::Initbox,
+                "no migration files and no tool's ledger".into(),
+            ));
+        }
+        (None, None) => evidence.ledgers.keys().copied().collect(),
+    };
+    let with_ledger: Vec<Format> = candidates
+        .iter()
+        .copied()
+        .filter(|format| evidence.ledgers.contains_key(format))
+        .collect();
+    match with_ledger.as_slice() {
+        [format] => Ok((*format, evidence_for(format))),
+        [] if evidence.numbered.is_some() => Ok((
+            Format::Initbox,
+            format!(
+                "{} is an N_name.sql name and no tool's ledger exists",
+                evidence.numbered.as_deref().unwrap_or_default()
+            ),
+        )),
+        [] => Err(exit::usage(format!(
+            "the migrations fit more than one format: golang-migrate and sqlx both name files like {}, and \
+             no ledger table tells them apart yet; pass --format golang-migrate, --format sqlx or --format initbox",
+            evidence.reversible.as_deref().unwrap_or_default()
+        ))),
+        several => Err(exit::usage(format!(
+            "the database fits more than one format: {}; pass --format",
+            listed(several)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence_of(files: &[(&str, &str)]) -> Evidence {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        from_files(&source::list(dir.path()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn directives_and_names_decide() {
+        for (files, expected) in [
+            (
+                vec![("001_a.sql", "-- +goose Up\nSELECT 1;\n")],
+                Format::Goose,
+            ),
+            (
+                vec![("001_a.sql", "-- migrate:up\nSELECT 1;\n-- migrate:down\n")],
+                Format::Dbmate,
+            ),
+            (
+                vec![("1_a.sql", "-- +migrate Up\nSELECT 1;\n")],
+                Format::SqlMigrate,
+            ),
+            (
+                vec![("V1__a.sql", "SELECT 1;"), ("R__v.sql", "SELECT 1;")],
+                Format::Flyway,
+            ),
+            (
+                vec![(
+                    "1_a.sql",
+                    "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);",
+                )],
+                Format::Sqlx,
+            ),
+            (vec![("001_a.sql", "SELECT 1;")], Format::Initbox),
+        ] {
+            let (format, why) = decide(&evidence_of(&files)).unwrap();
+            assert_eq!(format, expected, "{files:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn two_formats_are_a_usage_error_with_the_evidence() {
+        let evidence = evidence_of(&[
+            ("001_a.sql", "-- +goose Up\nSELECT 1;\n"),
+            ("V2__b.sql", "SELECT 1;"),
+        ]);
+        let error = decide(&evidence).unwrap_err().to_string();
+        assert!(
+            error.contains("goose (001_a.sql has '-- +goose Up')"),
+            "{error}"
+        );
+        assert!(
+            error.contains("flyway (V2__b.sql is a Flyway name)"),
+            "{error}"
+        );
+        let reversible = evidence_of(&[("1_a.up.sql", "SELECT 1;"), ("1_a.down.sql", "SELECT 1;")]);
+        let error = decide(&reversible).unwrap_err().to_string();
+        assert!(error.contains("golang-migrate and sqlx"), "{error}");
+    }
+
+    #[test]
+    fn the_ledger_settles_shared_names() {
+        let mut evidence = evidence_of(&[("1_a.up.sql", "SELECT 1;")]);
+        evidence.ledgers.insert(
+            Format::GolangMigrate,
+            "table public.schema_migrations exists".into(),
+        );
+        assert_eq!(decide(&evidence).unwrap().0, Format::GolangMigrate);
+        let mut evidence = evidence_of(&[("1_a.sql", "SELECT 1;")]);
+        evidence
+            .ledgers
+            .insert(Format::Sqlx, "table public._sqlx_migrations exists".into());
+        assert_eq!(decide(&evidence).unwrap().0, Format::Sqlx);
+        evidence.ledgers.insert(
+            Format::Initbox,
+            "table public.initbox_migrations exists".into(),
+        );
+        assert!(decide(&evidence).is_err());
+    }
+}
