@@ -178,6 +178,28 @@ fn golang_migrate_history_continues_in_its_own_table() {
         query(&pg, APP_DB, "SELECT version, dirty FROM schema_migrations"),
         "12|f"
     );
+
+    // A file that opens a transaction and never commits it is committed with its version, as
+    // golang-migrate's own version update commits it.
+    write(
+        d,
+        "13_unclosed.up.sql",
+        "BEGIN;\nINSERT INTO items VALUES (13, 'm');\n",
+    );
+    let unclosed = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
+    assert!(
+        unclosed.stderr.contains("controls its own transactions"),
+        "{}",
+        unclosed.stderr
+    );
+    assert_eq!(
+        query(
+            &pg,
+            APP_DB,
+            "SELECT (SELECT version || '|' || dirty FROM schema_migrations), (SELECT count(*) FROM items WHERE id = 13)"
+        ),
+        "13|false|1"
+    );
 }
 
 #[test]
@@ -239,13 +261,29 @@ fn goose_files_run_their_up_sections_by_goose_rules() {
         "3"
     );
 
+    // goose's session lock (its Provider's default key) keeps initbox waiting.
+    write(
+        d,
+        "00005_later.sql",
+        "-- +goose Up\nINSERT INTO items VALUES (5, 'y');\n",
+    );
+    let mut holder = pg.hold_advisory_lock(APP_DB, 4_097_083_626, 2);
+    let waited = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        waited.stderr.contains("goose's session lock held by"),
+        "{}",
+        waited.stderr
+    );
+
     // A Go migration is goose's alone: pending, it stops the run and says why.
-    write(d, "00005_backfill.go", "package migrations\n");
+    write(d, "00006_backfill.go", "package migrations\n");
     let go = run(&mut migrate(&pg, APP_DB, d));
     go.expect_code(2);
     assert!(
         go.stderr
-            .contains("pending 00005_backfill.go is a Go migration"),
+            .contains("pending 00006_backfill.go is a Go migration"),
         "{}",
         go.stderr
     );
@@ -593,6 +631,20 @@ fn sqlx_switches_both_ways_with_sqlx_cli() {
     let rerun = sqlx_cli(APP_DB, "run");
     assert!(!rerun.contains("Applied"), "{rerun}");
 
+    // The lock sqlx's library takes (`sqlx::migrate!().run()` in an app) keeps initbox waiting:
+    // 0x3d32ad9e times crc32("app").
+    write(d, "5_later.sql", "INSERT INTO items VALUES (5);\n");
+    let mut holder = pg.hold_advisory_lock(APP_DB, 3_469_795_979_745_788_610, 2);
+    let waited = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        waited.stderr.contains("sqlx's migrator lock held by"),
+        "{}",
+        waited.stderr
+    );
+    std::fs::remove_file(d.join("5_later.sql")).unwrap();
+
     // A changed applied file is refused, by name.
     write(
         d,
@@ -694,7 +746,7 @@ fn sql_migrate_switches_both_ways_with_sql_migrate_itself() {
         let line = status
             .lines()
             .find(|line| line.contains(name))
-            .unwrap_or_default();
+            .unwrap_or_else(|| panic!("{name} missing from sql-migrate status:\n{status}"));
         assert!(
             !line.contains("no"),
             "{name} not applied by sql-migrate's account:\n{status}"
