@@ -41,6 +41,16 @@ fn plain_url(pg: &Postgres, db: &str) -> String {
     format!("{}?sslmode=disable", pg.url(APP_USER, APP_PASSWORD, db))
 }
 
+/// Runs migrate while another session holds advisory lock `key` for 2 s, as another tool's
+/// runner would; returns the run, which must succeed once the lock is free.
+fn while_locked(pg: &Postgres, key: i64, command: &mut Command) -> Run {
+    let mut holder = pg.hold_advisory_lock(APP_DB, key, 2);
+    let waited = run(command);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    expect_ok(waited)
+}
+
 fn expect_ok(run: Run) -> Run {
     run.expect_code(0);
     run
@@ -136,10 +146,7 @@ fn golang_migrate_history_continues_in_its_own_table() {
         "11_later.up.sql",
         "INSERT INTO items VALUES (11, 'k');\n",
     );
-    let mut holder = pg.hold_advisory_lock(APP_DB, 1_726_534_663, 2);
-    let waited = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let waited = while_locked(&pg, 1_726_534_663, &mut migrate(&pg, APP_DB, d));
     assert!(
         waited
             .stderr
@@ -267,10 +274,7 @@ fn goose_files_run_their_up_sections_by_goose_rules() {
         "00005_later.sql",
         "-- +goose Up\nINSERT INTO items VALUES (5, 'y');\n",
     );
-    let mut holder = pg.hold_advisory_lock(APP_DB, 4_097_083_626, 2);
-    let waited = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let waited = while_locked(&pg, 4_097_083_626, &mut migrate(&pg, APP_DB, d));
     assert!(
         waited.stderr.contains("goose's session lock held by"),
         "{}",
@@ -577,12 +581,11 @@ fn flyway_versions_repeatables_placeholders_and_history() {
         "V19__after_lock.sql",
         "INSERT INTO steps (version) VALUES ('19');\n",
     );
-    let mut holder = pg.hold_advisory_lock(APP_DB, 77_433_833_903_597, 2);
-    let waited = expect_ok(run(
-        migrate(&pg, APP_DB, d).env("FLYWAY_PLACEHOLDERS_TEAM", "core")
-    ));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let waited = while_locked(
+        &pg,
+        77_433_833_903_597,
+        migrate(&pg, APP_DB, d).env("FLYWAY_PLACEHOLDERS_TEAM", "core"),
+    );
     assert!(
         waited.stderr.contains("Flyway's lock held by"),
         "{}",
@@ -634,10 +637,7 @@ fn sqlx_switches_both_ways_with_sqlx_cli() {
     // The lock sqlx's library takes (`sqlx::migrate!().run()` in an app) keeps initbox waiting:
     // 0x3d32ad9e times crc32("app").
     write(d, "5_later.sql", "INSERT INTO items VALUES (5);\n");
-    let mut holder = pg.hold_advisory_lock(APP_DB, 3_469_795_979_745_788_610, 2);
-    let waited = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let waited = while_locked(&pg, 3_469_795_979_745_788_610, &mut migrate(&pg, APP_DB, d));
     assert!(
         waited.stderr.contains("sqlx's migrator lock held by"),
         "{}",
