@@ -8,6 +8,7 @@ mod cli;
 mod fetch_vault;
 mod fix_perms;
 mod migrate;
+mod render_compat;
 mod render_config;
 mod wait_dns;
 mod wait_http;
