@@ -10,6 +10,7 @@ mod fix_perms;
 mod migrate;
 mod render_compat;
 mod render_config;
+mod tls_self_signed;
 mod wait_dns;
 mod wait_http;
 mod wait_pg;
