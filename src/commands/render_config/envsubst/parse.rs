@@ -264,8 +264,10 @@ impl<'a> Parser<'a, '_> {
             self.warnings.push((
                 offset,
                 format!(
-                    "the word of ${{{name}...}} holds a '{{' but ends at the first '}}', as in a \
-                     POSIX shell, so a later '}}' is text: put a default with braces in a variable"
+                    "${{{name}{operator}...}} holds a '{{' but ends at the first '}}', as in a \
+                     POSIX shell, so the '}}' after it is text: put such a word in a variable \
+                     of its own",
+                    operator = &self.source[after..after + op_len],
                 ),
             ));
         }
