@@ -56,28 +56,28 @@ pub fn client_config(roots: &Roots, verify: Verify) -> anyhow::Result<Arc<Client
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("setting up TLS")?;
-    let config = match (verify, roots) {
-        // No CA file, no certificate of the user's to trust directly: webpki alone. (Without
-        // a system bundle the store is empty, and verification fails naming the unknown
-        // issuer, which is clearer than refusing to start for a server that may not use TLS.)
-        (Verify::Full, Roots::System) => builder
-            .with_root_certificates(load_roots(roots)?.0)
-            .with_no_client_auth(),
-        (Verify::Full | Verify::CaOnly, _) => {
+    let config = match verify {
+        Verify::Full | Verify::CaOnly => {
             let (store, user_anchors) = load_roots(roots)?;
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
-                .build()
-                .map_err(|error| exit::usage(format!("no usable CA certificate: {error}")))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Verifier {
-                    webpki,
-                    check_name: verify == Verify::Full,
-                    user_anchors,
-                }))
-                .with_no_client_auth()
+            if store.is_empty() && verify == Verify::Full {
+                // No system bundle: verification will fail naming the unknown issuer, which
+                // is clearer than refusing to start for a server that may not even use TLS.
+                builder.with_root_certificates(store).with_no_client_auth()
+            } else {
+                let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+                    .build()
+                    .map_err(|error| exit::usage(format!("no usable CA certificate: {error}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(Verifier {
+                        webpki,
+                        check_name: verify == Verify::Full,
+                        user_anchors,
+                    }))
+                    .with_no_client_auth()
+            }
         }
-        (Verify::Nothing, _) => builder
+        Verify::Nothing => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth(),
@@ -128,8 +128,9 @@ fn system_bundle() -> Option<PathBuf> {
 }
 
 /// webpki's verification, with two differences: for verify-ca the name is not checked, and a
-/// CA certificate that is byte for byte one of the user's own trusted certificates is accepted
-/// as the server's, checked as OpenSSL checks it. Every other chain is webpki's verdict.
+/// CA certificate presented as the server's is judged by `self_signed` (accepted when it is
+/// self-signed and one of the user's own trusted certificates, byte for byte, and checked as
+/// OpenSSL checks it). Every other chain is webpki's verdict.
 #[derive(Debug)]
 struct Verifier {
     webpki: Arc<WebPkiServerVerifier>,
