@@ -117,8 +117,8 @@ fn render(args: &RenderConfigArgs) -> anyhow::Result<()> {
         .iter()
         .map(|job| read_template(&job.template))
         .collect::<anyhow::Result<Vec<String>>>()?;
-    let engine = engine(args)?;
-    let rendered = render_all(&engine, &jobs, &sources, &values)?;
+    let options = envsubst_options(args)?;
+    let rendered = render_all(options.as_ref(), &jobs, &sources, &values)?;
     if let Some(format) = args.validate {
         validate_all(format, &jobs, &rendered)?;
     }
@@ -128,13 +128,8 @@ fn render(args: &RenderConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine and, for envsubst, how it reads templates.
-enum EngineChoice {
-    Envsubst(Options),
-    Jinja,
-}
-
-fn engine(args: &RenderConfigArgs) -> anyhow::Result<EngineChoice> {
+/// How the envsubst engine reads templates; None for jinja.
+fn envsubst_options(args: &RenderConfigArgs) -> anyhow::Result<Option<Options>> {
     if args.engine == Engine::Jinja {
         // Jinja has its own ways (`is defined`, `default`); a flag that would change nothing
         // is a mistake worth hearing about.
@@ -148,7 +143,7 @@ fn engine(args: &RenderConfigArgs) -> anyhow::Result<EngineChoice> {
                 "{flag} applies to --engine envsubst, not jinja (use `is defined` or `default`)"
             )));
         }
-        return Ok(EngineChoice::Jinja);
+        return Ok(None);
     }
     let selection = if args.only.is_empty() {
         Selection::All {
@@ -157,7 +152,7 @@ fn engine(args: &RenderConfigArgs) -> anyhow::Result<EngineChoice> {
     } else {
         Selection::Only(args.only.iter().flat_map(|list| list.0.clone()).collect())
     };
-    Ok(EngineChoice::Envsubst(Options {
+    Ok(Some(Options {
         selection,
         allow_unset: args.allow_unset,
     }))
@@ -262,14 +257,14 @@ enum Renderer<'a> {
 /// Renders every template. Any problem in any of them is exit 2, with every undefined variable
 /// of every template in the one message, so one rollout shows everything there is to fix.
 fn render_all(
-    engine: &EngineChoice,
+    envsubst_options: Option<&Options>,
     jobs: &[Job],
     sources: &[String],
     values: &Values,
 ) -> anyhow::Result<Vec<String>> {
-    let renderer = match engine {
-        EngineChoice::Jinja => Renderer::Jinja(Box::new(jinja::Jinja::new(values))),
-        EngineChoice::Envsubst(options) => Renderer::Envsubst(options),
+    let renderer = match envsubst_options {
+        Some(options) => Renderer::Envsubst(options),
+        None => Renderer::Jinja(Box::new(jinja::Jinja::new(values))),
     };
     let mut rendered = Vec::with_capacity(jobs.len());
     let mut errors = Vec::new();

@@ -518,9 +518,11 @@ ${A:-${B:-x",
                 rendered.warnings
             );
         }
-        let nested = with(&Options::default(), "${HOST:+{${PORT}}}").unwrap();
-        assert_eq!(nested.text, "{5432}");
-        assert_eq!(nested.warnings.len(), 1);
+        for open in ["${HOST:+{${PORT}}}", "${HOST:-$${x}}"] {
+            let rendered = with(&Options::default(), open).unwrap();
+            assert_eq!(rendered.warnings.len(), 1, "{open}");
+        }
+        assert_eq!(ok("${HOST:+{${PORT}}}"), "{5432}");
     }
 
     #[test]

@@ -260,7 +260,7 @@ impl<'a> Parser<'a, '_> {
             return Dollar::Malformed;
         }
         let word_source = &self.source[word_start..self.pos - 1];
-        if unmatched_open_braces(word_source) {
+        if unmatched_open_braces(&word) {
             self.warnings.push((
                 offset,
                 format!(
@@ -316,13 +316,19 @@ fn name_at(source: &str, start: usize) -> &str {
     &source[start..start + len]
 }
 
-/// Whether a word holds more `{` of its own than `}`: in `${A:-{"k":1}}` the word is `{"k":1`
-/// and the last `}` is text after the expansion, as a POSIX shell reads it (docker compose
-/// matches the braces instead). The braces of nested `${...}` pair up and are not counted.
-fn unmatched_open_braces(word: &str) -> bool {
-    let nested = word.matches("${").count();
-    let open = word.matches('{').count() - nested;
-    let close = word.matches('}').count().saturating_sub(nested);
+/// Whether a word's text holds more `{` than `}`: in `${A:-{"k":1}}` the word is `{"k":1` and
+/// the last `}` is text after the expansion, as a POSIX shell reads it (docker compose matches
+/// the braces instead). Nested expansions took their own braces and are not text.
+fn unmatched_open_braces(word: &[Piece<'_>]) -> bool {
+    let (open, close) = word
+        .iter()
+        .fold((0, 0), |(open, close), piece| match piece {
+            Piece::Text(text) => (
+                open + text.matches('{').count(),
+                close + text.matches('}').count(),
+            ),
+            Piece::Expansion(_) => (open, close),
+        });
     open > close
 }
 
