@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod dnsmasq;
 pub mod http;
 pub mod migration_tools;
