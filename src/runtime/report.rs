@@ -259,7 +259,10 @@ mod tests {
         write_termination_message(&path, &long);
         let written = std::fs::read_to_string(&path).unwrap();
         assert!(written.len() <= TERMINATION_MESSAGE_LIMIT);
-        assert!(written.len() > TERMINATION_MESSAGE_LIMIT - 2, "cut at a char boundary");
+        assert!(
+            written.len() > TERMINATION_MESSAGE_LIMIT - 2,
+            "cut at a char boundary"
+        );
         assert!(!written.contains('\n'), "no newline, not even at the end");
         assert_eq!(one_line("a\nb\r\n  c"), "a b c");
     }

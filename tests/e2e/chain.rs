@@ -35,7 +35,10 @@ echo "new" > "$(mktemp /data/invoices/invoice.XXXXXX)" && echo "orders: wrote a 
 echo "more" >> /data/invoices/2025-12.csv && echo "orders: appended to /data/invoices/2025-12.csv"
 touch /probe 2>/dev/null || echo "orders: the root filesystem is read-only"
 echo "orders: $(grep CapEff /proc/self/status | tr -s '\t' ' ')"
-exec sleep 3600
+# PID 1 ignores SIGTERM unless it handles it: without the trap, every deletion takes the 30 s
+# grace period.
+trap 'exit 0' TERM
+sleep 3600 & wait
 "#;
 
 /// The Deployment of deploy/ as a JSON patch, each change with its reason. A `test` op first
@@ -223,10 +226,17 @@ CREATE DATABASE orders OWNER orders_owner;"
     let mut migrate_logs = Vec::new();
     for pod in &replicas {
         let status = cluster.get_json(NS, &["pod", pod]);
-        let app_started = k8s_time(&pods::container_status(&status, "orders")["state"]["running"]["startedAt"])
-            .expect("the app's start time");
+        let app_started =
+            k8s_time(&pods::container_status(&status, "orders")["state"]["running"]["startedAt"])
+                .expect("the app's start time");
         let mut previous_finished = 0.0;
-        for name in ["wait-pg", "migrate", "fetch-vault", "render-config", "fix-perms"] {
+        for name in [
+            "wait-pg",
+            "migrate",
+            "fetch-vault",
+            "render-config",
+            "fix-perms",
+        ] {
             let init = pods::container_status(&status, name);
             let terminated = &init["state"]["terminated"];
             assert_eq!(terminated["exitCode"], 0, "{pod} {name}: {init}");
@@ -234,7 +244,10 @@ CREATE DATABASE orders OWNER orders_owner;"
             assert_eq!(init["restartCount"], 0, "{pod} {name} restarted: {init}");
             let started = k8s_time(&terminated["startedAt"]).unwrap();
             let finished = k8s_time(&terminated["finishedAt"]).unwrap();
-            assert!(started >= previous_finished && finished <= app_started, "{pod} {name}: {init}");
+            assert!(
+                started >= previous_finished && finished <= app_started,
+                "{pod} {name}: {init}"
+            );
             previous_finished = finished;
         }
         let describe = pods::describe(&cluster, NS, pod);
@@ -271,10 +284,7 @@ CREATE DATABASE orders OWNER orders_owner;"
             .any(|log| log.contains("lock held by initbox-migrate@orders-")),
         "no replica waited for another's lock: {migrate_logs:#?}"
     );
-    assert_eq!(
-        pg.psql("orders", "SELECT string_agg(version::text, ',' ORDER BY version) FROM initbox_migrations"),
-        "1,2,3"
-    );
+    assert_eq!(ledger(&pg), "1,2,3");
 
     // What the app saw, in its own log.
     let app = pods::logs(&cluster, NS, &replicas[0], "orders");
@@ -299,7 +309,10 @@ CREATE DATABASE orders OWNER orders_owner;"
         "orders: the root filesystem is read-only",
         "orders: CapEff: 0000000000000000",
     ] {
-        assert!(app.lines().any(|l| l == line), "no line {line:?} in the app's log:\n{app}");
+        assert!(
+            app.lines().any(|l| l == line),
+            "no line {line:?} in the app's log:\n{app}"
+        );
     }
     // On the node: the volume's files now belong to the app's user.
     let csv = std::fs::metadata(data.join("invoices/2025-12.csv")).unwrap();
@@ -316,7 +329,13 @@ CREATE DATABASE orders OWNER orders_owner;"
 /// What containerd was told to run each container with: the pod's constraints, applied.
 fn check_runtime_constraints(cluster: &Cluster, pod: &str) {
     let status = cluster.get_json(NS, &["pod", pod]);
-    for name in ["wait-pg", "migrate", "fetch-vault", "render-config", "fix-perms"] {
+    for name in [
+        "wait-pg",
+        "migrate",
+        "fetch-vault",
+        "render-config",
+        "fix-perms",
+    ] {
         let spec = cluster.runtime_spec(&pods::container_id(&status, name));
         let process = &spec["process"];
         assert_eq!(spec["root"]["readonly"], true, "{name}: read-only root");
@@ -334,7 +353,11 @@ fn check_runtime_constraints(cluster: &Cluster, pod: &str) {
         assert_eq!(process["user"]["uid"], uid, "{name}");
         let mut effective: Vec<String> = process["capabilities"]["effective"]
             .as_array()
-            .map(|caps| caps.iter().map(|c| c.as_str().unwrap().to_string()).collect())
+            .map(|caps| {
+                caps.iter()
+                    .map(|c| c.as_str().unwrap().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         effective.sort();
         assert_eq!(json!(effective), capabilities, "{name}: capabilities");
@@ -348,7 +371,7 @@ fn check_runtime_constraints(cluster: &Cluster, pod: &str) {
 }
 
 /// deploy/migrate-job/ applies a new migration once, in a Job. `podFailurePolicy` (Kubernetes
-/// 1.25) is left out: 1.20's kubectl rejects the field.
+/// 1.25) is left out: 1.20's kubectl rejects the field. On the host network, as the Deployment.
 fn migrate_job(cluster: &Cluster, pg: &Postgres) {
     cluster.apply(
         NS,
@@ -362,7 +385,11 @@ fn migrate_job(cluster: &Cluster, pg: &Postgres) {
     );
     let job = patched(
         "deploy/migrate-job/job.yaml",
-        &json!([{"op": "remove", "path": "/spec/podFailurePolicy"}]),
+        &json!([
+            {"op": "remove", "path": "/spec/podFailurePolicy"},
+            // PostgreSQL is on the node's loopback, as for the Deployment.
+            {"op": "add", "path": "/spec/template/spec/hostNetwork", "value": true},
+        ]),
     );
     cluster.apply(NS, &job);
     cluster.kubectl_ok(&[
@@ -373,19 +400,33 @@ fn migrate_job(cluster: &Cluster, pg: &Postgres) {
         NS,
         "--timeout=120s",
     ]);
-    let log = cluster.kubectl_ok(&["logs", "job/orders-migrate-1-4-2", "-n", NS, "-c", "migrate"]);
+    let log = cluster.kubectl_ok(&[
+        "logs",
+        "job/orders-migrate-1-4-2",
+        "-n",
+        NS,
+        "-c",
+        "migrate",
+    ]);
     assert!(log.contains("applied 004_e2e_invoices.sql"), "{log}");
     assert!(log.contains("applied 1 migrations"), "{log}");
-    assert_eq!(
-        pg.psql("orders", "SELECT string_agg(version::text, ',' ORDER BY version) FROM initbox_migrations"),
-        "1,2,3,4"
-    );
+    assert_eq!(ledger(pg), "1,2,3,4");
     let job_pod = pods::names(cluster, NS, "job-name=orders-migrate-1-4-2");
     let status = cluster.get_json(NS, &["pod", &job_pod[0]]);
     let migrate = pods::container_status(&status, "migrate");
     assert_eq!(migrate["state"]["terminated"]["exitCode"], 0, "{migrate}");
     let describe = pods::describe(cluster, NS, &job_pod[0]);
     assert_eq!(describe_field(&describe, "Status"), Some("Succeeded"));
+}
+
+/// The versions in the ledger: "1,2,3".
+fn ledger(pg: &Postgres) -> String {
+    pg.psql(
+        "orders",
+        "SELECT string_agg(version::text, ',' ORDER BY version) FROM initbox_migrations",
+    )
+    .trim()
+    .to_string()
 }
 
 /// Waits until the Deployment's pods (exactly `count`) are all Running; returns their names.
@@ -404,12 +445,22 @@ fn wait_for_replicas(cluster: &Cluster, count: usize) -> Vec<String> {
 /// The token of a service account's (legacy, controller-made) token Secret.
 fn service_account_token(cluster: &Cluster, account: &str) -> String {
     let mut secret = String::new();
-    crate::support::kube::wait_for("the service account's token", Duration::from_secs(30), || {
-        secret = cluster.kubectl_ok(&[
-            "get", "serviceaccount", account, "-n", NS, "-o", "jsonpath={.secrets[0].name}",
-        ]);
-        !secret.is_empty()
-    });
+    crate::support::kube::wait_for(
+        "the service account's token",
+        Duration::from_secs(30),
+        || {
+            secret = cluster.kubectl_ok(&[
+                "get",
+                "serviceaccount",
+                account,
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.secrets[0].name}",
+            ]);
+            !secret.is_empty()
+        },
+    );
     cluster.kubectl_ok(&[
         "get",
         "secret",
@@ -423,10 +474,20 @@ fn service_account_token(cluster: &Cluster, account: &str) -> String {
 
 /// No secret value and no token in any container's log.
 fn check_no_secret_in_logs(cluster: &Cluster, pod: &str) {
-    for container in ["wait-pg", "migrate", "fetch-vault", "render-config", "fix-perms", "orders"] {
+    for container in [
+        "wait-pg",
+        "migrate",
+        "fetch-vault",
+        "render-config",
+        "fix-perms",
+        "orders",
+    ] {
         let log = pods::logs(cluster, NS, pod, container);
         for secret in [OWNER_PASSWORD, DB_PASSWORD, API_KEY, "eyJ"] {
-            assert!(!log.contains(secret), "{secret} in {pod}/{container}'s log:\n{log}");
+            assert!(
+                !log.contains(secret),
+                "{secret} in {pod}/{container}'s log:\n{log}"
+            );
         }
     }
 }

@@ -54,8 +54,8 @@ fn a_dependency_that_never_comes_crash_loops_with_its_reason_in_describe() {
     );
     assert!(describe.contains("CrashLoopBackOff"), "{describe}");
 
-    // The same reason in the container's log, as its last line.
-    let log = pods::logs(&cluster, &ns.name, "never", "wait");
+    // The same reason as the last line of the failed run's log.
+    let log = cluster.kubectl_ok(&["logs", "never", "-n", &ns.name, "-c", "wait", "--previous"]);
     assert!(
         log.trim_end()
             .ends_with("deadline of 3s exceeded; not ready: 127.0.0.1:1 (connection refused)"),
@@ -69,13 +69,17 @@ fn deleting_a_pod_while_its_init_container_waits_ends_it_with_143_at_once() {
         return;
     };
     let ns = cluster.namespace("e2e-delete");
-    let pod = initbox_pod("waiting", &["--timeout=5m", "wait-tcp", "127.0.0.1:1"], false);
+    let pod = initbox_pod(
+        "waiting",
+        &["--timeout=5m", "wait-tcp", "127.0.0.1:1"],
+        false,
+    );
     cluster.apply(&ns.name, &pod.to_string());
     let mut id = String::new();
     wait_for("the init container to run", Duration::from_secs(60), || {
         let pod = cluster.get_json(&ns.name, &["pod", "waiting"]);
-        let status = &pods::container_status(&pod, "wait")["state"];
-        if status.get("running").is_none() {
+        let running = &pod["status"]["initContainerStatuses"][0]["state"]["running"];
+        if running.is_null() {
             return false;
         }
         id = pods::container_id(&pod, "wait");
@@ -93,7 +97,11 @@ fn deleting_a_pod_while_its_init_container_waits_ends_it_with_143_at_once() {
     cluster.kubectl_ok(&["delete", "pod", "waiting", "-n", &ns.name, "--timeout=60s"]);
     let delete_took = started.elapsed();
     let exit = events.wait_exit(&id, Duration::from_secs(30));
-    assert_eq!(exit.exit_status, Some(143), "exit code of the init container");
+    assert_eq!(
+        exit.exit_status,
+        Some(143),
+        "exit code of the init container"
+    );
 
     // The moment containerd sent SIGTERM (its CRI plugin logs "Stop container ... with signal
     // terminated").

@@ -76,14 +76,16 @@ pub fn names(cluster: &Cluster, namespace: &str, selector: &str) -> Vec<String> 
 
 /// Waits until the pod is Running with every container ready.
 pub fn wait_running(cluster: &Cluster, namespace: &str, pod: &str, timeout: Duration) {
-    wait_for(&format!("pod {pod} to be Running"), timeout, || {
-        match columns(cluster, namespace, pod).as_slice() {
-            [_, ready, status, ..] if status == "Running" => ready
-                .split_once('/')
-                .is_some_and(|(up, all)| up == all),
+    wait_for(
+        &format!("pod {pod} to be Running"),
+        timeout,
+        || match columns(cluster, namespace, pod).as_slice() {
+            [_, ready, status, ..] if status == "Running" => {
+                ready.split_once('/').is_some_and(|(up, all)| up == all)
+            }
             _ => false,
-        }
-    });
+        },
+    );
 }
 
 /// The status of one container (`initContainerStatuses` or `containerStatuses`) by name.
@@ -133,7 +135,11 @@ pub fn initbox_pod(name: &str, args: &[&str], host_network: bool) -> Value {
         "metadata": {"name": name},
         "spec": {
             "hostNetwork": host_network,
-            "automountServiceAccountToken": false,
+            // The service-account token volume stays mounted, as in most pods. Kubelet 1.20
+            // treats a deleted pod whose app container never started as terminated at once,
+            // and, once it has no volumes left, SIGKILLs what runs in its cgroup: a pod
+            // without volumes would lose its init container to that race instead of seeing it
+            // stop on SIGTERM.
             "initContainers": [{
                 "name": "wait", "image": INITBOX_IMAGE, "imagePullPolicy": "Never",
                 "args": args, "securityContext": restricted(),
@@ -142,7 +148,8 @@ pub fn initbox_pod(name: &str, args: &[&str], host_network: bool) -> Value {
             }],
             "containers": [{
                 "name": "app", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
-                "command": ["sh", "-c", "echo app started; exec sleep 3600"],
+                // A trap, since PID 1 ignores an unhandled SIGTERM (deletion would take 30 s).
+                "command": ["sh", "-c", "echo app started; trap 'exit 0' TERM; sleep 3600 & wait"],
                 "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "readOnlyRootFilesystem": true,
                                     "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
             }]

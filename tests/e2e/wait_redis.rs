@@ -19,7 +19,10 @@ fn the_app_starts_only_after_redis_has_loaded_its_dataset() {
     let pod = initbox_pod("cache-user", &["wait-redis", &url, "--timeout=60s"], true);
     cluster.apply(&ns.name, &pod.to_string());
     pods::wait_running(&cluster, &ns.name, "cache-user", Duration::from_secs(60));
-    assert!(!redis.is_loading(), "the app started while Redis was loading");
+    assert!(
+        !redis.is_loading(),
+        "the app started while Redis was loading"
+    );
 
     let log = pods::logs(&cluster, &ns.name, "cache-user", "wait");
     assert!(
@@ -27,7 +30,10 @@ fn the_app_starts_only_after_redis_has_loaded_its_dataset() {
         "{log}"
     );
     assert!(log.contains("ready after"), "{log}");
-    assert!(!log.contains("redis-e2e-pw"), "the password leaked into:\n{log}");
+    assert!(
+        !log.contains("redis-e2e-pw"),
+        "the password leaked into:\n{log}"
+    );
     let app = pods::logs(&cluster, &ns.name, "cache-user", "app");
     assert_eq!(app.trim(), "app started");
 }

@@ -128,12 +128,16 @@ impl Cluster {
             .output();
         self.kubectl_ok(&["create", "namespace", name]);
         // The service account controller creates "default" a moment later; pods need it.
-        wait_for("the default service account", Duration::from_secs(30), || {
-            self.kubectl()
-                .args(["get", "serviceaccount", "default", "-n", name])
-                .output()
-                .is_ok_and(|output| output.status.success())
-        });
+        wait_for(
+            "the default service account",
+            Duration::from_secs(30),
+            || {
+                self.kubectl()
+                    .args(["get", "serviceaccount", "default", "-n", name])
+                    .output()
+                    .is_ok_and(|output| output.status.success())
+            },
+        );
         Namespace {
             cluster: self,
             name: name.to_string(),
@@ -311,7 +315,11 @@ pub fn epoch_seconds(date: &str, time: &str) -> Option<f64> {
     };
     let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
     let mut parts = hms.split(':').map(|part| part.parse::<i64>());
-    let (hour, minute, second) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    let (hour, minute, second) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
     // Days from the civil date (Howard Hinnant's algorithm).
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
