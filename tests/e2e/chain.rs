@@ -20,6 +20,14 @@ const OWNER_PASSWORD: &str = "owner-PW-e2e";
 const DB_USER: &str = "orders_app";
 const DB_PASSWORD: &str = "db-PW-from-vault";
 const API_KEY: &str = "pay-KEY-from-vault";
+/// The init containers of deploy/deployment.yaml, in their order.
+const INIT_CONTAINERS: [&str; 5] = [
+    "wait-pg",
+    "migrate",
+    "fetch-vault",
+    "render-config",
+    "fix-perms",
+];
 
 /// The app container: reports what it finds, as the orders service would depend on it, then
 /// sleeps. Runs as uid 10001 with a read-only root filesystem and no capabilities.
@@ -230,13 +238,7 @@ CREATE DATABASE orders OWNER orders_owner;"
             k8s_time(&pods::container_status(&status, "orders")["state"]["running"]["startedAt"])
                 .expect("the app's start time");
         let mut previous_finished = 0.0;
-        for name in [
-            "wait-pg",
-            "migrate",
-            "fetch-vault",
-            "render-config",
-            "fix-perms",
-        ] {
+        for name in INIT_CONTAINERS {
             let init = pods::container_status(&status, name);
             let terminated = &init["state"]["terminated"];
             assert_eq!(terminated["exitCode"], 0, "{pod} {name}: {init}");
@@ -329,13 +331,7 @@ CREATE DATABASE orders OWNER orders_owner;"
 /// What containerd was told to run each container with: the pod's constraints, applied.
 fn check_runtime_constraints(cluster: &Cluster, pod: &str) {
     let status = cluster.get_json(NS, &["pod", pod]);
-    for name in [
-        "wait-pg",
-        "migrate",
-        "fetch-vault",
-        "render-config",
-        "fix-perms",
-    ] {
+    for name in INIT_CONTAINERS {
         let spec = cluster.runtime_spec(&pods::container_id(&status, name));
         let process = &spec["process"];
         assert_eq!(spec["root"]["readonly"], true, "{name}: read-only root");
@@ -474,14 +470,7 @@ fn service_account_token(cluster: &Cluster, account: &str) -> String {
 
 /// No secret value and no token in any container's log.
 fn check_no_secret_in_logs(cluster: &Cluster, pod: &str) {
-    for container in [
-        "wait-pg",
-        "migrate",
-        "fetch-vault",
-        "render-config",
-        "fix-perms",
-        "orders",
-    ] {
+    for container in INIT_CONTAINERS.into_iter().chain(["orders"]) {
         let log = pods::logs(cluster, NS, pod, container);
         for secret in [OWNER_PASSWORD, DB_PASSWORD, API_KEY, "eyJ"] {
             assert!(
