@@ -10,4 +10,5 @@ mod support;
 mod chain;
 mod failures;
 mod pods;
+mod vault;
 mod wait_redis;
