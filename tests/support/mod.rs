@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod dnsmasq;
 pub mod http;
 pub mod kube;
+pub mod migration_tools;
 pub mod netns;
 pub mod openbao;
 pub mod postgres;
