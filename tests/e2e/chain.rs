@@ -267,7 +267,7 @@ CREATE DATABASE orders OWNER orders_owner;"
     assert!(
         migrate_logs
             .iter()
-            .any(|log| log.contains("lock held by initbox-migrate@orders-")),
+            .any(|log| log.contains("held by initbox-migrate@orders-")),
         "no replica waited for another's lock: {migrate_logs:#?}"
     );
     assert_eq!(ledger(&pg), "1,2,3");
