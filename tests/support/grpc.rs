@@ -47,6 +47,8 @@ impl GrpcServer {
             "python3-venv (scripts/setup installs grpcio into .venv)",
         );
         let mut child = Command::new(python())
+            // grpcio logs every rejected TLS handshake at info level.
+            .env("GRPC_VERBOSITY", "ERROR")
             .arg(SCRIPT)
             .args(options)
             .args(

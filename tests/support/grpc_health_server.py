@@ -1,9 +1,10 @@
 """A real gRPC server (grpcio) with the standard health service, for initbox's tests.
 
-Usage: grpc_health_server.py [--tls CERT KEY] [--no-health] [SERVICE=STATUS ...]
+Usage: grpc_health_server.py [--tls CERT KEY] [--no-health] [--forever] [SERVICE=STATUS ...]
 Prints the port it listens on (127.0.0.1, chosen by the kernel), then reads lines
 "SERVICE STATUS" on stdin (SERVICE "-" is the server as a whole; STATUS SERVING or
-NOT_SERVING), sets them, and answers "ok" after each.
+NOT_SERVING), sets them, and answers "ok" after each. It stops when stdin ends (so a test that
+dies leaves no server behind), or with --forever only when killed (for bench/rss).
 """
 
 import sys
@@ -17,6 +18,7 @@ def main():
     args = sys.argv[1:]
     tls = None
     with_health = True
+    forever = False
     statuses = {}
     while args:
         arg = args.pop(0)
@@ -24,6 +26,8 @@ def main():
             tls = (args.pop(0), args.pop(0))
         elif arg == "--no-health":
             with_health = False
+        elif arg == "--forever":
+            forever = True
         else:
             service, status = arg.split("=")
             statuses[service] = status
@@ -44,6 +48,8 @@ def main():
         service, status = line.split()
         set_status(servicer, service, status)
         print("ok", flush=True)
+    if forever:
+        server.wait_for_termination()
     server.stop(0)
 
 

@@ -13,6 +13,8 @@ use std::io;
 use ring::digest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::text::error_text;
+
 /// Packets larger than this are refused: a greeting or one small row is a few hundred bytes, and
 /// a wrong port must not make initbox allocate whatever length the other end claims.
 const MAX_PACKET: usize = 1 << 20;
@@ -109,16 +111,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Packets<S> {
 
     pub async fn read(&mut self) -> Result<Vec<u8>, Failure> {
         let mut header = [0u8; 4];
-        self.stream.read_exact(&mut header).await.map_err(|error| {
-            if error.kind() == io::ErrorKind::UnexpectedEof {
-                Failure::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ))
-            } else {
-                Failure::Io(error)
-            }
-        })?;
+        self.stream
+            .read_exact(&mut header)
+            .await
+            .map_err(|error| Failure::Io(error_text::closed_early(error)))?;
         let length = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
         if length > MAX_PACKET {
             return Err(protocol("not a MySQL packet (is this the right port?)"));
