@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod dnsmasq;
 pub mod grpc;
 pub mod http;
 pub mod mariadb;
+pub mod migration_tools;
 pub mod netns;
 pub mod openbao;
 pub mod postgres;
