@@ -8,7 +8,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
     fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
-    render_config::RenderConfigArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs,
+    render_config::RenderConfigArgs, wait::WaitArgs, wait_dns::WaitDnsArgs,
+    wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_mysql::WaitMysqlArgs,
     wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
 use crate::runtime::duration;
@@ -34,6 +35,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Wait for every URI (tcp, postgres, redis, http, dns, file, grpc, mysql) at once.
+    Wait(WaitArgs),
     /// Wait until every TARGET accepts a TCP connection.
     WaitTcp(WaitTcpArgs),
     /// Wait until every NAME resolves in DNS (no answer cache: late names are seen).
@@ -44,6 +47,10 @@ pub enum Command {
     WaitRedis(WaitRedisArgs),
     /// Wait until every URL answers with an accepted HTTP status.
     WaitHttp(WaitHttpArgs),
+    /// Wait until every gRPC server's health service answers SERVING.
+    WaitGrpc(WaitGrpcArgs),
+    /// Wait until MySQL or MariaDB accepts a login and answers a query.
+    WaitMysql(WaitMysqlArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
     /// Log in to Vault or OpenBao, write KV secrets to files atomically, revoke the token.
