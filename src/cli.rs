@@ -9,8 +9,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::commands::{
     fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
     render_config::RenderConfigArgs, wait::WaitArgs, wait_dns::WaitDnsArgs,
-    wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_mysql::WaitMysqlArgs,
-    wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_k8s::WaitK8sArgs,
+    wait_mysql::WaitMysqlArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs,
+    wait_tcp::WaitTcpArgs,
 };
 use crate::runtime::duration;
 use crate::runtime::logging::LogFormat;
@@ -51,6 +52,9 @@ pub enum Command {
     WaitGrpc(WaitGrpcArgs),
     /// Wait until MySQL or MariaDB accepts a login and answers a query.
     WaitMysql(WaitMysqlArgs),
+    /// Wait for Kubernetes objects: a Job complete, a rollout done, pods ready, endpoints.
+    #[command(name = "wait-k8s")]
+    WaitK8s(WaitK8sArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
     /// Log in to Vault or OpenBao, write KV secrets to files atomically, revoke the token.

@@ -75,7 +75,7 @@ pub fn client_config(roots: &Roots, verify: Verify) -> anyhow::Result<Arc<Client
     Ok(Arc::new(config))
 }
 
-fn load_roots(roots: &Roots) -> anyhow::Result<RootCertStore> {
+pub fn load_roots(roots: &Roots) -> anyhow::Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     let path = match roots {
         Roots::File(path) => path.clone(),

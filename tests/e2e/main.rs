@@ -10,4 +10,5 @@ mod support;
 mod chain;
 mod failures;
 mod pods;
+mod wait_k8s;
 mod wait_redis;
