@@ -116,6 +116,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "INITBOX_TERMINATION_LOG", value_name = "PATH",
           value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub termination_log: Option<PathBuf>,
+
+    /// Also post each change of state as a Kubernetes Event on this pod (POD_NAME and
+    /// POD_NAMESPACE from the downward API), for `kubectl describe pod`.
+    #[arg(long, global = true, env = "INITBOX_EVENTS")]
+    pub events: bool,
 }
 
 impl GlobalArgs {

@@ -291,3 +291,149 @@ fn a_rewritten_token_file_is_read_again_and_a_deletion_is_seen_at_once() {
     let after = run.elapsed.saturating_sub(deleted_at);
     assert!(after < Duration::from_secs(1), "{after:?}\n{}", run.stderr);
 }
+
+/// A pod whose init container runs initbox with --events in the cluster's own way: the mounted
+/// service-account token and CA, the downward API for the pod's name, namespace and UID. On
+/// the host network with KUBERNETES_SERVICE_HOST=127.0.0.1, since this node has no kube-proxy.
+fn events_pod(name: &str, account: &str, args: &[&str]) -> serde_json::Value {
+    let mut pod = crate::pods::initbox_pod(name, args, true);
+    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
+    pod["spec"]["serviceAccountName"] = json!(account);
+    pod["spec"]["initContainers"][0]["env"] = json!([
+        {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+        {"name": "POD_NAMESPACE", "valueFrom": field("metadata.namespace")},
+        {"name": "POD_UID", "valueFrom": field("metadata.uid")},
+    ]);
+    pod
+}
+
+#[test]
+fn events_show_in_kubectl_describe_while_the_init_container_waits() {
+    let Some(cluster) = Cluster::for_e2e("events_show_in_kubectl_describe") else {
+        return;
+    };
+    let ns = cluster.namespace("e2e-k8s-events");
+    account(&cluster, &ns.name, "waiter", Some(("batch", "jobs")));
+    // What deploy/ grants for --events: create and patch on events.
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "events"},
+        "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "get"]}]});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "events"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "events"},
+        "subjects": [{"kind": "ServiceAccount", "name": "waiter", "namespace": ns.name}]});
+    cluster.apply(&ns.name, &role.to_string());
+    cluster.apply(&ns.name, &binding.to_string());
+    let pod = events_pod(
+        "api",
+        "waiter",
+        &[
+            "wait",
+            "--events",
+            "--timeout=120s",
+            "postgres://app:pg-e2e-S3CRET@127.0.0.1:1/app",
+            "k8s:job/migrate",
+        ],
+    );
+    cluster.apply(&ns.name, &pod.to_string());
+
+    // While the init container is still running, describe says why.
+    let mut described = String::new();
+    crate::support::kube::wait_for("the Waiting events", Duration::from_secs(60), || {
+        described = crate::pods::describe(&cluster, &ns.name, "api");
+        described.contains("job/migrate in e2e-k8s-events: not found")
+            && described.contains("postgres://app:***@127.0.0.1:1/app")
+    });
+    assert!(described.contains("initbox"), "{described}");
+    assert!(described.contains("Waiting"), "{described}");
+    assert!(
+        !described.contains("pg-e2e-S3CRET"),
+        "the password leaked:\n{described}"
+    );
+    let status = crate::pods::status(&cluster, &ns.name, "api").unwrap();
+    assert!(status.starts_with("Init:"), "{status}");
+
+    // The Job completes; the state change and then the outcome appear, with the duration.
+    cluster.apply(&ns.name, &job("migrate", "echo migrated", 0));
+    crate::support::kube::wait_for("the Job's state change", Duration::from_secs(60), || {
+        described = crate::pods::describe(&cluster, &ns.name, "api");
+        described.contains("job/migrate in e2e-k8s-events: running")
+    });
+    let events = cluster.get_json(&ns.name, &["events", "--field-selector", "source=initbox"]);
+    let text = events.to_string();
+    assert!(!text.contains("pg-e2e-S3CRET"), "{text}");
+    let messages: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .filter(|message| message.contains("postgres://"))
+            .count()
+            == 1,
+        "one event per state change, not per attempt: {messages:?}"
+    );
+
+    // The outcome is an event too: Ready with the duration...
+    cluster.apply(
+        &ns.name,
+        &events_pod("quick", "waiter", &["wait-k8s", "--events", "job/migrate"]).to_string(),
+    );
+    let outcome = |pod: &str, reason: &str| {
+        let selector = format!("involvedObject.name={pod},reason={reason}");
+        let events = cluster.get_json(&ns.name, &["events", "--field-selector", &selector]);
+        events["items"].as_array().unwrap().first().cloned()
+    };
+    crate::support::kube::wait_for("the Ready event", Duration::from_secs(60), || {
+        outcome("quick", "Ready").is_some()
+    });
+    let ready = outcome("quick", "Ready").unwrap();
+    assert!(
+        ready["message"].as_str().unwrap().starts_with("ready in "),
+        "{ready}"
+    );
+    assert_eq!(ready["type"], "Normal");
+
+    // ...or Failed, a Warning with the reason; a restarted container counts up the same events.
+    cluster.apply(
+        &ns.name,
+        &events_pod(
+            "doomed",
+            "waiter",
+            &[
+                "wait",
+                "--events",
+                "--timeout=3s",
+                "postgres://app:pg-e2e-S3CRET@127.0.0.1:1/app",
+            ],
+        )
+        .to_string(),
+    );
+    crate::support::kube::wait_for(
+        "a counted-up Waiting event",
+        Duration::from_secs(90),
+        || {
+            let selector = "involvedObject.name=doomed,reason=Waiting";
+            let events = cluster.get_json(&ns.name, &["events", "--field-selector", selector]);
+            events["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|event| event["count"].as_u64() >= Some(2))
+        },
+    );
+    let failed = outcome("doomed", "Failed").expect("a Failed event");
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("deadline of 3s exceeded"), "{message}");
+    assert!(
+        message.contains("postgres://app:***@127.0.0.1:1/app"),
+        "{message}"
+    );
+    assert!(!message.contains("pg-e2e-S3CRET"), "{message}");
+    assert_eq!(failed["type"], "Warning");
+}

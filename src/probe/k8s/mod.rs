@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod judge;
 pub mod target;
 pub mod watch;
