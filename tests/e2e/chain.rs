@@ -14,6 +14,7 @@ use crate::pods::{self, describe_field};
 use crate::support::kube::{BUSYBOX_IMAGE, Cluster, k8s_time, repo_file};
 use crate::support::openbao::OpenBao;
 use crate::support::postgres::Postgres;
+use crate::vault;
 
 const NS: &str = "e2e-chain";
 const OWNER_PASSWORD: &str = "owner-PW-e2e";
@@ -155,24 +156,7 @@ CREATE DATABASE orders OWNER orders_owner;"
         "orders",
         r#"path "secret/data/orders/*" { capabilities = ["read"] }"#,
     );
-    kubectl(&["create", "serviceaccount", "vault-reviewer"]);
-    let _ = cluster
-        .kubectl()
-        .args(["delete", "clusterrolebinding", "e2e-vault-reviewer"])
-        .output();
-    cluster.kubectl_ok(&[
-        "create",
-        "clusterrolebinding",
-        "e2e-vault-reviewer",
-        "--clusterrole=system:auth-delegator",
-        &format!("--serviceaccount={NS}:vault-reviewer"),
-    ]);
-    let reviewer_jwt = service_account_token(&cluster, "vault-reviewer");
-    bao.kubernetes_auth(
-        "https://127.0.0.1:6443",
-        &cluster.state.join("pki/ca.crt"),
-        &reviewer_jwt,
-    );
+    vault::trust_this_cluster(&cluster, &bao, NS);
     bao.kubernetes_role("orders", "orders", NS, "vault", "orders");
 
     // deploy/ as it is: the service account, the config templates, the migrations (plus one
@@ -283,7 +267,7 @@ CREATE DATABASE orders OWNER orders_owner;"
     assert!(
         migrate_logs
             .iter()
-            .any(|log| log.contains("lock held by initbox-migrate@orders-")),
+            .any(|log| log.contains("held by initbox-migrate@orders-")),
         "no replica waited for another's lock: {migrate_logs:#?}"
     );
     assert_eq!(ledger(&pg), "1,2,3");
@@ -436,36 +420,6 @@ fn wait_for_replicas(cluster: &Cluster, count: usize) -> Vec<String> {
         pods::wait_running(cluster, NS, pod, Duration::from_secs(180));
     }
     names
-}
-
-/// The token of a service account's (legacy, controller-made) token Secret.
-fn service_account_token(cluster: &Cluster, account: &str) -> String {
-    let mut secret = String::new();
-    crate::support::kube::wait_for(
-        "the service account's token",
-        Duration::from_secs(30),
-        || {
-            secret = cluster.kubectl_ok(&[
-                "get",
-                "serviceaccount",
-                account,
-                "-n",
-                NS,
-                "-o",
-                "jsonpath={.secrets[0].name}",
-            ]);
-            !secret.is_empty()
-        },
-    );
-    cluster.kubectl_ok(&[
-        "get",
-        "secret",
-        &secret,
-        "-n",
-        NS,
-        "-o",
-        "go-template={{.data.token | base64decode}}",
-    ])
 }
 
 /// No secret value and no token in any container's log.

@@ -10,5 +10,6 @@ mod support;
 mod chain;
 mod failures;
 mod pods;
+mod vault;
 mod wait_k8s;
 mod wait_redis;

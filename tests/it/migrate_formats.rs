@@ -41,6 +41,16 @@ fn plain_url(pg: &Postgres, db: &str) -> String {
     format!("{}?sslmode=disable", pg.url(APP_USER, APP_PASSWORD, db))
 }
 
+/// Runs migrate while another session holds advisory lock `key` for 2 s, as another tool's
+/// runner would; returns the run, which must succeed once the lock is free.
+fn while_locked(pg: &Postgres, key: i64, command: &mut Command) -> Run {
+    let mut holder = pg.hold_advisory_lock(APP_DB, key, 2);
+    let waited = run(command);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    expect_ok(waited)
+}
+
 fn expect_ok(run: Run) -> Run {
     run.expect_code(0);
     run
@@ -136,10 +146,7 @@ fn golang_migrate_history_continues_in_its_own_table() {
         "11_later.up.sql",
         "INSERT INTO items VALUES (11, 'k');\n",
     );
-    let mut holder = pg.hold_advisory_lock(APP_DB, 1_726_534_663, 2);
-    let waited = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let waited = while_locked(&pg, 1_726_534_663, &mut migrate(&pg, APP_DB, d));
     assert!(
         waited
             .stderr
@@ -177,6 +184,28 @@ fn golang_migrate_history_continues_in_its_own_table() {
     assert_eq!(
         query(&pg, APP_DB, "SELECT version, dirty FROM schema_migrations"),
         "12|f"
+    );
+
+    // A file that opens a transaction and never commits it is committed with its version, as
+    // golang-migrate's own version update commits it.
+    write(
+        d,
+        "13_unclosed.up.sql",
+        "BEGIN;\nINSERT INTO items VALUES (13, 'm');\n",
+    );
+    let unclosed = expect_ok(run(&mut migrate(&pg, APP_DB, d)));
+    assert!(
+        unclosed.stderr.contains("controls its own transactions"),
+        "{}",
+        unclosed.stderr
+    );
+    assert_eq!(
+        query(
+            &pg,
+            APP_DB,
+            "SELECT (SELECT version || '|' || dirty FROM schema_migrations), (SELECT count(*) FROM items WHERE id = 13)"
+        ),
+        "13|false|1"
     );
 }
 
@@ -239,13 +268,26 @@ fn goose_files_run_their_up_sections_by_goose_rules() {
         "3"
     );
 
+    // goose's session lock (its Provider's default key) keeps initbox waiting.
+    write(
+        d,
+        "00005_later.sql",
+        "-- +goose Up\nINSERT INTO items VALUES (5, 'y');\n",
+    );
+    let waited = while_locked(&pg, 4_097_083_626, &mut migrate(&pg, APP_DB, d));
+    assert!(
+        waited.stderr.contains("goose's session lock held by"),
+        "{}",
+        waited.stderr
+    );
+
     // A Go migration is goose's alone: pending, it stops the run and says why.
-    write(d, "00005_backfill.go", "package migrations\n");
+    write(d, "00006_backfill.go", "package migrations\n");
     let go = run(&mut migrate(&pg, APP_DB, d));
     go.expect_code(2);
     assert!(
         go.stderr
-            .contains("pending 00005_backfill.go is a Go migration"),
+            .contains("pending 00006_backfill.go is a Go migration"),
         "{}",
         go.stderr
     );
@@ -539,12 +581,11 @@ fn flyway_versions_repeatables_placeholders_and_history() {
         "V19__after_lock.sql",
         "INSERT INTO steps (version) VALUES ('19');\n",
     );
-    let mut holder = pg.hold_advisory_lock(APP_DB, 77_433_833_903_597, 2);
-    let waited = expect_ok(run(
-        migrate(&pg, APP_DB, d).env("FLYWAY_PLACEHOLDERS_TEAM", "core")
-    ));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    let waited = while_locked(
+        &pg,
+        77_433_833_903_597,
+        migrate(&pg, APP_DB, d).env("FLYWAY_PLACEHOLDERS_TEAM", "core"),
+    );
     assert!(
         waited.stderr.contains("Flyway's lock held by"),
         "{}",
@@ -592,6 +633,17 @@ fn sqlx_switches_both_ways_with_sqlx_cli() {
     // sqlx itself finds nothing to do, and its checksums match ours.
     let rerun = sqlx_cli(APP_DB, "run");
     assert!(!rerun.contains("Applied"), "{rerun}");
+
+    // The lock sqlx's library takes (`sqlx::migrate!().run()` in an app) keeps initbox waiting:
+    // 0x3d32ad9e times crc32("app").
+    write(d, "5_later.sql", "INSERT INTO items VALUES (5);\n");
+    let waited = while_locked(&pg, 3_469_795_979_745_788_610, &mut migrate(&pg, APP_DB, d));
+    assert!(
+        waited.stderr.contains("sqlx's migrator lock held by"),
+        "{}",
+        waited.stderr
+    );
+    std::fs::remove_file(d.join("5_later.sql")).unwrap();
 
     // A changed applied file is refused, by name.
     write(
@@ -694,7 +746,7 @@ fn sql_migrate_switches_both_ways_with_sql_migrate_itself() {
         let line = status
             .lines()
             .find(|line| line.contains(name))
-            .unwrap_or_default();
+            .unwrap_or_else(|| panic!("{name} missing from sql-migrate status:\n{status}"));
         assert!(
             !line.contains("no"),
             "{name} not applied by sql-migrate's account:\n{status}"

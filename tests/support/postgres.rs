@@ -743,7 +743,7 @@ fn psql(sock_dir: &Path, port: u16, db: &str, sql: &str) -> Result<String, Strin
 }
 
 /// Runs a command to the end; fails the test with its output if it does not succeed.
-fn run_ok(command: &mut Command) {
+pub fn run_ok(command: &mut Command) {
     let output = command
         .stdin(Stdio::null())
         .output()

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use super::formats::Format;
 use super::source::{self, Entry};
-use super::table::quote;
+use super::table::{TableName, quote, quote_if_needed};
 use crate::runtime::exit;
 
 /// Evidence for each format: what in the files or the database points at it.
@@ -40,14 +40,7 @@ pub fn from_files(entries: &[Entry]) -> anyhow::Result<Evidence> {
         if !lower.ends_with(".sql") {
             continue;
         }
-        let flyway_versioned = name.strip_prefix('V').is_some_and(|rest| {
-            rest.split_once("__")
-                .is_some_and(|(version, _)| super::version::Version::parse(version).is_some())
-        });
-        if flyway_versioned || name.starts_with("R__") {
-            evidence.file(Format::Flyway, format!("{name} is a Flyway name"));
-        }
-        let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+        let digits = super::formats::leading_digits(name).len();
         if digits > 0 && name[digits..].starts_with('_') {
             if lower.ends_with(".up.sql") || lower.ends_with(".down.sql") {
                 evidence.reversible.get_or_insert_with(|| name.to_string());
@@ -56,33 +49,9 @@ pub fn from_files(entries: &[Entry]) -> anyhow::Result<Evidence> {
             }
         }
         let (_, text) = source::read_text(entry)?;
-        if text.starts_with("-- no-transaction") {
-            evidence.file(
-                Format::Sqlx,
-                format!("{name} starts with '-- no-transaction'"),
-            );
-        }
-        for line in text.lines() {
-            let trimmed = line.trim();
-            if trimmed.starts_with("--") && line.contains("+goose") {
-                evidence.file(Format::Goose, format!("{name} has '{trimmed}'"));
-                break;
-            }
-            if line.starts_with("-- +migrate ") {
-                evidence.file(Format::SqlMigrate, format!("{name} has '{trimmed}'"));
-                break;
-            }
-            if trimmed
-                .strip_prefix("--")
-                .is_some_and(|rest| rest.trim_start().starts_with("migrate:up"))
-                && line.starts_with("--")
-            {
-                evidence.file(Format::Dbmate, format!("{name} has '{trimmed}'"));
-                break;
-            }
-            if trimmed == super::formats::INITBOX_NO_TRANSACTION {
-                evidence.file(Format::Initbox, format!("{name} has '{trimmed}'"));
-                break;
+        for format in super::formats::ALL {
+            if let Some(what) = format.claims(name, &text) {
+                evidence.file(format, format!("{name} {what}"));
             }
         }
     }
@@ -90,56 +59,72 @@ pub fn from_files(entries: &[Entry]) -> anyhow::Result<Evidence> {
 }
 
 /// What the database says: each tool's ledger table that exists in the current schema (and
-/// initbox's in public), told apart by their columns where two tools share a name.
+/// initbox's in public, and the `--table` if one is given), each told by its columns, since
+/// golang-migrate and dbmate share a name and `--table` may name anything.
 pub async fn from_database(
     evidence: &mut Evidence,
     client: &Client,
-    current_schema: &str,
+    current_schema: Option<&str>,
+    table: Option<&TableName>,
 ) -> anyhow::Result<()> {
+    let given = table.and_then(|table| {
+        let schema = table.schema.as_deref().or(current_schema)?;
+        Some(format!("{}.{}", quote(schema), quote(&table.name)))
+    });
     let rows = client
         .query(
             "SELECT n.nspname, c.relname,
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                            WHERE a.attrelid = c.oid AND a.attname = 'dirty' AND NOT a.attisdropped)
+                    ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p')
                AND ((n.nspname = $1 AND c.relname IN ('schema_migrations', 'goose_db_version',
                       'flyway_schema_history', '_sqlx_migrations', 'gorp_migrations', 'initbox_migrations'))
-                    OR (n.nspname = 'public' AND c.relname = 'initbox_migrations'))",
-            &[&current_schema],
+                    OR (n.nspname = 'public' AND c.relname = 'initbox_migrations')
+                    OR c.oid = to_regclass($2))",
+            &[&current_schema, &given],
         )
         .await
-        .map_err(|error| anyhow!("looking for migration ledgers: {}", crate::probe::pg::describe(&error)))?;
+        .map_err(|error| {
+            anyhow!(
+                "looking for migration ledgers: {}",
+                crate::probe::pg::describe(&error)
+            )
+        })?;
     for row in rows {
         let schema: String = row.get(0);
         let table: String = row.get(1);
-        let has_dirty: bool = row.get(2);
-        let format = match table.as_str() {
-            "schema_migrations" if has_dirty => Format::GolangMigrate,
-            "schema_migrations" => Format::Dbmate,
-            "goose_db_version" => Format::Goose,
-            "flyway_schema_history" => Format::Flyway,
-            "_sqlx_migrations" => Format::Sqlx,
-            "gorp_migrations" => Format::SqlMigrate,
-            _ => Format::Initbox,
-        };
-        evidence.ledgers.insert(
-            format,
-            format!("table {}.{} exists", quote_if_needed(&schema), table),
-        );
+        let columns: Vec<String> = row.get(2);
+        if let Some(format) = by_columns(&columns) {
+            evidence.ledgers.insert(
+                format,
+                format!("table {}.{} exists", quote_if_needed(&schema), table),
+            );
+        }
     }
     Ok(())
 }
 
-fn quote_if_needed(name: &str) -> String {
-    if name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        name.to_string()
+/// Which tool's ledger a table is, by the columns only that tool writes.
+fn by_columns(columns: &[String]) -> Option<Format> {
+    let has = |name: &str| columns.iter().any(|column| column == name);
+    Some(if has("dirty") {
+        Format::GolangMigrate
+    } else if has("version_id") && has("is_applied") {
+        Format::Goose
+    } else if has("installed_rank") {
+        Format::Flyway
+    } else if has("execution_time") && has("success") {
+        Format::Sqlx
+    } else if has("id") && has("applied_at") {
+        Format::SqlMigrate
+    } else if has("duration_ms") && has("checksum") {
+        Format::Initbox
+    } else if has("version") {
+        Format::Dbmate
     } else {
-        quote(name)
-    }
+        return None;
+    })
 }
 
 /// The one format the evidence names, and why; a usage error listing the evidence when it names
@@ -165,6 +150,16 @@ pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
         )));
     }
     if let [format] = by_files.as_slice() {
+        // A file that still carries another tool's directive must not start a second history
+        // beside the one the database has.
+        if !evidence.ledgers.is_empty() && !evidence.ledgers.contains_key(format) {
+            let others: Vec<Format> = evidence.ledgers.keys().copied().collect();
+            return Err(exit::usage(format!(
+                "the files say {} but the database has another tool's ledger: {}; pass --format",
+                listed(&[*format]),
+                listed(&others)
+            )));
+        }
         return Ok((*format, evidence_for(format)));
     }
     // Names alone are shared: N_name.up.sql by golang-migrate and sqlx, N_name.sql by sqlx and
@@ -270,6 +265,57 @@ mod tests {
         let reversible = evidence_of(&[("1_a.up.sql", "SELECT 1;"), ("1_a.down.sql", "SELECT 1;")]);
         let error = decide(&reversible).unwrap_err().to_string();
         assert!(error.contains("golang-migrate and sqlx"), "{error}");
+    }
+
+    #[test]
+    fn ledgers_are_told_apart_by_their_columns() {
+        let of = |columns: &[&str]| {
+            by_columns(&columns.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            of(&["version", "dirty", "note"]),
+            Some(Format::GolangMigrate)
+        );
+        assert_eq!(of(&["version"]), Some(Format::Dbmate));
+        assert_eq!(
+            of(&["id", "version_id", "is_applied", "tstamp"]),
+            Some(Format::Goose)
+        );
+        assert_eq!(
+            of(&["installed_rank", "version", "success", "execution_time"]),
+            Some(Format::Flyway)
+        );
+        assert_eq!(
+            of(&[
+                "version",
+                "description",
+                "success",
+                "checksum",
+                "execution_time"
+            ]),
+            Some(Format::Sqlx)
+        );
+        assert_eq!(of(&["id", "applied_at"]), Some(Format::SqlMigrate));
+        assert_eq!(
+            of(&["version", "name", "checksum", "applied_at", "duration_ms"]),
+            Some(Format::Initbox)
+        );
+        assert_eq!(of(&["a", "b"]), None);
+    }
+
+    #[test]
+    fn files_of_one_tool_never_start_beside_another_tools_ledger() {
+        let mut evidence = evidence_of(&[("001_a.sql", "-- +goose Up\nSELECT 1;\n")]);
+        evidence.ledgers.insert(
+            Format::Initbox,
+            "table public.initbox_migrations exists".into(),
+        );
+        let error = decide(&evidence).unwrap_err().to_string();
+        assert!(error.contains("another tool's ledger: initbox"), "{error}");
+        evidence
+            .ledgers
+            .insert(Format::Goose, "table public.goose_db_version exists".into());
+        assert_eq!(decide(&evidence).unwrap().0, Format::Goose);
     }
 
     #[test]

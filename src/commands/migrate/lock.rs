@@ -37,14 +37,14 @@ pub async fn acquire(
     limit: Duration,
 ) -> anyhow::Result<()> {
     retry::until_ready_within(ctx, "migration lock", Some(limit), |_| async move {
-        for (index, key) in keys.iter().enumerate() {
+        for key in keys {
             let taken = client
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&key.key])
                 .await
                 .map_err(|error| AttemptError::transient(anyhow!(pg::describe(&error))))?
                 .get::<_, bool>(0);
             if !taken {
-                release(client, &keys[..index]).await;
+                release(client).await;
                 let holder = holder(client, key.key).await;
                 return Err(AttemptError::transient(anyhow!("{} {holder}", key.whose)));
             }
@@ -54,13 +54,14 @@ pub async fn acquire(
     .await
 }
 
-pub async fn release(client: &Client, keys: &[Key]) {
+/// Releases every advisory lock of the session: the run holds none but these, and an attempt
+/// cut short by its timeout may have taken a key twice (session locks count), which unlocking
+/// key by key would leave held.
+pub async fn release(client: &Client) {
     // Closing the session releases them too; this only makes it prompt.
-    for key in keys {
-        let _ = client
-            .query_one("SELECT pg_advisory_unlock($1)", &[&key.key])
-            .await;
-    }
+    let _ = client
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await;
 }
 
 /// "held by initbox-migrate@web-7d9 (pid 4242, connected 12s ago)", from pg_locks and

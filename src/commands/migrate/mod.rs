@@ -28,7 +28,7 @@ use crate::runtime::logging::{self, Level};
 use crate::runtime::retry;
 use crate::runtime::signal;
 
-use formats::{Context, Format, Record, State, Transaction};
+use formats::{Context, Format, State, Transaction};
 use plan::{Allow, FileState};
 use source::Migration;
 use table::{Table, TableName};
@@ -144,8 +144,10 @@ pub async fn run(args: &MigrateArgs, ctx: &Ctx) -> anyhow::Result<()> {
         Action::Verify => {
             let state = setup.format.read(&client, &setup.table).await?;
             let plan = plan::plan(setup.format, &setup.files, &state, allow(args));
+            if !plan.unusable.is_empty() {
+                return Err(exit::usage(plan.unusable.join("; ")));
+            }
             let mut problems = plan.problems;
-            problems.extend(plan.unusable);
             problems.extend(state.unfinished);
             if problems.is_empty() {
                 logging::emit(
@@ -187,35 +189,41 @@ async fn setup(
         .map_err(|error| anyhow!("reading the session's schema: {}", pg::describe(&error)))?;
     let schema: Option<String> = row.get(0);
     let database: String = row.get(1);
-    let needs_schema = args
-        .table
-        .as_ref()
-        .is_none_or(|table| table.schema.is_none());
-    let schema = match schema {
-        Some(schema) => schema,
-        None if !needs_schema => String::new(),
-        None => {
-            return Err(exit::usage(
-                "no schema on the connection's search_path exists, so there is no current schema for the \
-                 ledger table: create one, set search_path, or pass --table SCHEMA.TABLE",
-            ));
-        }
-    };
     let (format, why) = match args.format.0 {
         Some(format) => (format, "--format".to_string()),
         None => {
             let mut evidence = detect::from_files(entries)?;
-            detect::from_database(&mut evidence, client, &schema).await?;
+            detect::from_database(
+                &mut evidence,
+                client,
+                schema.as_deref(),
+                args.table.as_ref(),
+            )
+            .await?;
             detect::decide(&evidence)?
         }
     };
     let name = match &args.table {
+        // initbox's own ledger has always been in public unless a schema is named.
+        Some(name) if format == Format::Initbox && name.schema.is_none() => TableName {
+            schema: Some("public".into()),
+            name: name.name.clone(),
+        },
         Some(name) => name.clone(),
         None => {
             TableName::parse(format.default_table()).expect("the formats' tables are valid names")
         }
     };
-    let table = name.in_schema(&schema);
+    let table = match (&name.schema, &schema) {
+        (Some(_), _) => name.in_schema(""),
+        (None, Some(schema)) => name.in_schema(schema),
+        (None, None) => {
+            return Err(exit::usage(format!(
+                "no schema on the connection's search_path exists, so there is no current schema for                  {format}'s {}: create one, set search_path, or pass --table SCHEMA.TABLE",
+                name.name
+            )));
+        }
+    };
     logging::emit(
         Level::Info,
         &format!("format {format} ({why}), ledger {}", table.shown),
@@ -225,6 +233,22 @@ async fn setup(
             ("ledger", table.shown.as_str().into()),
         ],
     );
+    // Read once, and only what is text: a binary value from a Secret must not stop a run.
+    let environment: std::collections::HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    let flyway_placeholders = match environment
+        .get("FLYWAY_PLACEHOLDER_REPLACEMENT")
+        .map(String::as_str)
+    {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(exit::usage(format!(
+                "invalid FLYWAY_PLACEHOLDER_REPLACEMENT '{other}': expected true or false"
+            )));
+        }
+    };
     let context = Context {
         schema: table.schema.clone(),
         user: row.get(2),
@@ -232,9 +256,8 @@ async fn setup(
         timestamp: row.get(3),
         table: table.name.clone(),
         file_name: String::new(),
-        environment: std::sync::Arc::new(std::env::vars().collect()),
-        flyway_placeholders: std::env::var("FLYWAY_PLACEHOLDER_REPLACEMENT").as_deref()
-            != Ok("false"),
+        environment: std::sync::Arc::new(environment),
+        flyway_placeholders,
     };
     let files = source::read(entries, format, &context)?;
     Ok(Setup {
@@ -287,7 +310,7 @@ async fn up(
     let keys = lock_keys(setup);
     lock::acquire(ctx, client, &keys, args.lock_timeout).await?;
     let result = apply_pending(args, ctx, target, client, setup).await;
-    lock::release(client, &keys).await;
+    lock::release(client).await;
     result
 }
 
@@ -400,8 +423,21 @@ async fn apply_one(
     // Cancel on the server and give it a moment to roll back, so that the lock is released
     // on a database exactly as it was before this file.
     target.cancel(&client.cancel_token()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
-    Err(stopped.context(format!("{}: cancelled, rolled back", migration.name)))
+    let ended = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
+    let what = match (ended, migration.body.transaction) {
+        // It finished before the cancel reached it: applied and recorded.
+        (Ok(Ok(())), _) => "stopped after it was applied and recorded".to_string(),
+        (_, Transaction::Wrapped) => "cancelled, rolled back".to_string(),
+        (_, Transaction::None) => format!(
+            "cancelled; it runs outside a transaction, so what it finished before the cancel stays              applied{}",
+            if setup.format == Format::GolangMigrate {
+                ", and its version is left dirty"
+            } else {
+                ", and it is not recorded: check it before it runs again"
+            }
+        ),
+    };
+    Err(stopped.context(format!("{}: {what}", migration.name)))
 }
 
 /// Runs a file's pieces and records it. On failure, the index of the piece that failed (for
@@ -420,13 +456,7 @@ async fn execute(
         scope = if transactional { "LOCAL" } else { "SESSION" },
     );
     let started = Instant::now();
-    let record = |started: Instant| Record {
-        name: &migration.name,
-        version: migration.version.as_ref(),
-        description: &migration.description,
-        checksum: migration.checksum.as_ref(),
-        elapsed_ms: started.elapsed().as_millis() as i64,
-    };
+    let record = |started: Instant| migration.record(started.elapsed().as_millis() as i64);
     let outside = |error| (None, error);
     if transactional {
         let body = async {
@@ -442,7 +472,7 @@ async fn execute(
             }
             setup
                 .format
-                .record(client, &setup.table, &record(started))
+                .record(client, &setup.table, &record(started), true)
                 .await
                 .map_err(outside)?;
             client.batch_execute("COMMIT").await.map_err(outside)
@@ -473,7 +503,7 @@ async fn execute(
         reset.map_err(outside)?;
         setup
             .format
-            .record(client, &setup.table, &record(started))
+            .record(client, &setup.table, &record(started), false)
             .await
             .map_err(outside)
     }
@@ -488,6 +518,7 @@ async fn failure(
     error: &tokio_postgres::Error,
 ) -> anyhow::Error {
     let mut text = format!("{}: ", migration.name);
+    let piece = piece.and_then(|index| migration.body.pieces.get(index));
     match error.as_db_error() {
         Some(db) => {
             text.push_str(&format!(
@@ -496,7 +527,6 @@ async fn failure(
                 db.code().code(),
                 db.message()
             ));
-            let piece = piece.and_then(|index| migration.body.pieces.get(index));
             if let (Some(piece), Some(tokio_postgres::error::ErrorPosition::Original(position))) =
                 (piece, db.position())
             {
@@ -513,7 +543,8 @@ async fn failure(
         text.push_str("; rolled back, nothing of this file was applied");
     } else {
         text.push_str("; it ran outside a transaction");
-        if let Some(advice) = invalid_index_advice(client, migration).await {
+        let statement = piece.map_or("", |piece| piece.sql.as_str());
+        if let Some(advice) = invalid_index_advice(client, statement).await {
             text.push_str(&format!("; {advice}"));
         }
     }
@@ -531,7 +562,7 @@ fn line_and_column(sql: &str, position: usize) -> (usize, usize) {
 
 /// A CREATE INDEX CONCURRENTLY that failed or was interrupted leaves an INVALID index behind,
 /// which makes the same file fail (or, with IF NOT EXISTS, silently do nothing) next time.
-async fn invalid_index_advice(client: &Client, migration: &Migration) -> Option<String> {
+async fn invalid_index_advice(client: &Client, statement: &str) -> Option<String> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname FROM pg_index i
@@ -541,19 +572,27 @@ async fn invalid_index_advice(client: &Client, migration: &Migration) -> Option<
         )
         .await
         .ok()?;
-    let sql: String = migration
-        .body
-        .pieces
-        .iter()
-        .map(|piece| piece.sql.to_lowercase())
-        .collect();
+    let sql = statement.to_lowercase();
+    // The index the failed statement names as a whole word: `items_id` is not `items_id_owner`.
+    let named = |index: &str| {
+        let index = index.to_lowercase();
+        sql.match_indices(&index).any(|(at, _)| {
+            let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+            !sql[..at].ends_with(word) && !sql[at + index.len()..].starts_with(word)
+        })
+    };
     rows.iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-        .find(|(_, index)| sql.contains(&index.to_lowercase()))
+        .find(|(_, index)| named(index))
         .map(|(schema, index)| {
+            let name = format!(
+                "{}.{}",
+                table::quote_if_needed(&schema),
+                table::quote_if_needed(&index)
+            );
             format!(
-                "index {schema}.{index} is INVALID (left by a failed CREATE INDEX CONCURRENTLY): \
-                 run DROP INDEX CONCURRENTLY {schema}.{index}; then run migrate again"
+                "index {name} is INVALID (left by a failed CREATE INDEX CONCURRENTLY): \
+                 run DROP INDEX CONCURRENTLY {name}; then run migrate again"
             )
         })
 }
@@ -628,16 +667,9 @@ async fn baseline(
             {
                 continue;
             }
-            let record = Record {
-                name: &file.name,
-                version: file.version.as_ref(),
-                description: &file.description,
-                checksum: file.checksum.as_ref(),
-                elapsed_ms: 0,
-            };
             setup
                 .format
-                .record(client, &setup.table, &record)
+                .record(client, &setup.table, &file.record(0), false)
                 .await
                 .map_err(|error| anyhow!("{}: {}", file.name, pg::describe(&error)))?;
             marked += 1;
@@ -650,7 +682,7 @@ async fn baseline(
         Ok(())
     }
     .await;
-    lock::release(client, &keys).await;
+    lock::release(client).await;
     result
 }
 
@@ -692,7 +724,7 @@ async fn force(
         Ok(())
     }
     .await;
-    lock::release(client, &keys).await;
+    lock::release(client).await;
     result
 }
 

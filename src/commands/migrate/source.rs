@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::formats::{Body, Checksum, Context, Format, Named};
+use super::formats::{Body, Checksum, Context, Format, Named, Record};
 use super::version::Version;
 use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
@@ -36,6 +36,19 @@ pub struct Migration {
     /// semicolon, an unknown placeholder). Only a problem if it is pending: a file applied long
     /// ago must not stop every restart.
     pub unusable: Option<String>,
+}
+
+impl Migration {
+    /// What the ledger records of it, after `elapsed_ms`.
+    pub fn record(&self, elapsed_ms: i64) -> Record<'_> {
+        Record {
+            name: &self.name,
+            version: self.version.as_ref(),
+            description: &self.description,
+            checksum: self.checksum.as_ref(),
+            elapsed_ms,
+        }
+    }
 }
 
 /// The directory's regular files, by name.

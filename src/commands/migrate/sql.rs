@@ -134,6 +134,16 @@ pub fn transaction_control(statement: &str) -> Option<TransactionControl> {
     }
 }
 
+/// A BEGIN without options, which a file may be stripped of without changing what it does.
+pub fn is_plain_begin(statement: &str) -> bool {
+    let words = leading_words(statement, 3);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["BEGIN"] | ["BEGIN", "TRANSACTION" | "WORK"] | ["START", "TRANSACTION"]
+    )
+}
+
 /// Length of a `/* ... */` comment, which PostgreSQL lets nest.
 fn block_comment_len(text: &str) -> usize {
     let mut depth = 0;

@@ -71,6 +71,19 @@ pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// A name as SQL would need it: bare when that reads the same, quoted otherwise.
+pub fn quote_if_needed(identifier: &str) -> String {
+    let plain = identifier
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !identifier.starts_with(|c: char| c.is_ascii_digit());
+    if plain {
+        identifier.to_string()
+    } else {
+        quote(identifier)
+    }
+}
+
 impl Table {
     pub async fn exists(&self, client: &Client) -> anyhow::Result<bool> {
         let row = client

@@ -84,7 +84,7 @@ impl Client {
                 store.add_parsable_certificates(chain.iter().cloned());
                 store
             }
-            None => tls::load_roots(&Roots::System)?,
+            None => tls::load_roots(&Roots::System)?.0,
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

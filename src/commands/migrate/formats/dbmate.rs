@@ -34,6 +34,10 @@ fn directive<'a>(line: &'a str, which: &str) -> Option<&'a str> {
     (options.is_empty() || options.starts_with(char::is_whitespace)).then_some(options)
 }
 
+pub fn is_up_directive(line: &str) -> bool {
+    directive(line, "up").is_some()
+}
+
 pub fn body(text: &str) -> Result<Body, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut up: Option<(usize, usize, &str)> = None;

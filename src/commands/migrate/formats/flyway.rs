@@ -137,10 +137,7 @@ pub fn body(text: &str, companion: Option<&str>, context: &Context) -> Result<Bo
         None if refusing.len() == statements.len() => false,
         None => {
             let offending = refusing[0];
-            let line = text[..offending.as_ptr() as usize - text.as_ptr() as usize]
-                .matches('\n')
-                .count()
-                + 1;
+            let line = line_of(&text, offending);
             return Err(format!(
                 "Detected both transactional and non-transactional statements within the same migration \
                  (even though mixed is false). Offending statement found at line {line}: {}",
@@ -155,10 +152,7 @@ pub fn body(text: &str, companion: Option<&str>, context: &Context) -> Result<Bo
     let pieces = statements
         .iter()
         .map(|statement| Piece {
-            line: text[..statement.as_ptr() as usize - text.as_ptr() as usize]
-                .matches('\n')
-                .count()
-                + 1,
+            line: line_of(&text, statement),
             sql: statement.to_string(),
         })
         .collect();
@@ -173,6 +167,12 @@ pub fn body(text: &str, companion: Option<&str>, context: &Context) -> Result<Bo
             ),
         }),
     })
+}
+
+/// The line of `text` that `statement`, a slice of it, starts on.
+fn line_of(text: &str, statement: &str) -> usize {
+    let offset = statement.as_ptr() as usize - text.as_ptr() as usize;
+    crate::text::error_text::line_and_column(text, offset).0
 }
 
 /// The placeholders Flyway replaces by default: its own `${flyway:...}` and those set as

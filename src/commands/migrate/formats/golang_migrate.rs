@@ -59,7 +59,7 @@ pub fn body(text: &str) -> Body {
         [
             (0, TransactionControl::Begin),
             (end, TransactionControl::End),
-        ] if *end == last => {
+        ] if *end == last && sql::is_plain_begin(statements[0]) => {
             // What lies between the file's BEGIN; and its COMMIT, in the file's own words.
             let offset = |statement: &str| statement.as_ptr() as usize - text.as_ptr() as usize;
             let begin_end = offset(statements[0]) + statements[0].len();
@@ -70,7 +70,7 @@ pub fn body(text: &str) -> Body {
             Body {
                 pieces: vec![Piece {
                     sql: text[inner_start..inner_end].to_string(),
-                    line: text[..inner_start].matches('\n').count() + 1,
+                    line: crate::text::error_text::line_and_column(text, inner_start).0,
                 }],
                 transaction: Transaction::Wrapped,
                 why_untransacted: None,
@@ -127,23 +127,31 @@ pub async fn record(
     table: &Table,
     record: &Record<'_>,
     dirty: bool,
+    in_transaction: bool,
 ) -> Result<(), tokio_postgres::Error> {
     let version = record.version.and_then(Version::as_i64).unwrap_or(-1);
-    set_version(client, table, version, dirty).await
+    set_version(client, table, version, dirty, in_transaction).await
 }
 
+/// Outside the migration's transaction this is a transaction of its own, as golang-migrate's
+/// SetVersion is; so a file that opened a transaction and never committed it is committed here,
+/// with its version, exactly as golang-migrate commits it.
 pub async fn set_version(
     client: &Client,
     table: &Table,
     version: i64,
     dirty: bool,
+    in_transaction: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "TRUNCATE {table}; INSERT INTO {table} (version, dirty) VALUES ({version}, {dirty})",
-            table = table.quoted
-        ))
-        .await
+    let set = format!(
+        "TRUNCATE {table}; INSERT INTO {table} (version, dirty) VALUES ({version}, {dirty})",
+        table = table.quoted
+    );
+    if in_transaction {
+        client.batch_execute(&set).await
+    } else {
+        client.batch_execute(&format!("BEGIN; {set}; COMMIT")).await
+    }
 }
 
 /// golang-migrate's key (database/util.go, GenerateAdvisoryLockId, called by the postgres
@@ -208,6 +216,11 @@ mod tests {
         assert_eq!(
             body_of("DO $$ BEGIN PERFORM 1; END $$;"),
             Transaction::Wrapped
+        );
+        // BEGIN with options keeps them: the file runs as golang-migrate runs it.
+        assert_eq!(
+            body_of("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT 1; COMMIT;"),
+            Transaction::None
         );
     }
 

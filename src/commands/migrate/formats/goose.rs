@@ -46,6 +46,11 @@ pub fn classify(file_name: &str) -> Named {
     }
 }
 
+/// goose's test for an annotation line: a `--` comment that mentions `+goose`.
+pub fn is_annotation(line: &str) -> bool {
+    line.trim().starts_with("--") && line.contains("+goose")
+}
+
 #[derive(PartialEq)]
 enum Section {
     Start,
@@ -69,7 +74,7 @@ pub fn body(text: &str, context: &Context) -> Result<Body, String> {
             raw
         };
         let trimmed = line.trim();
-        if trimmed.starts_with("--") && line.contains("+goose") {
+        if is_annotation(line) {
             if line.starts_with([' ', '\t']) {
                 return Err(format!(
                     "line {number}: a +goose annotation must start at the beginning of the line"

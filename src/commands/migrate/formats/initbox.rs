@@ -25,7 +25,7 @@ pub fn classify(file_name: &str) -> Named {
     let description = stem[digits.len()..]
         .strip_prefix('_')
         .map(|rest| rest.strip_suffix(".up").unwrap_or(rest));
-    match (Version::parse(digits), description) {
+    match (Version::parse(digits).filter(|version| version.as_i64().is_some()), description) {
         (Some(version), Some(description)) if !description.is_empty() => Named::Migration {
             version: Some(version),
             description: description.to_string(),

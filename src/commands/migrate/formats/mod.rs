@@ -12,8 +12,6 @@ mod sqlx;
 
 use std::fmt;
 
-pub use initbox::NO_TRANSACTION as INITBOX_NO_TRANSACTION;
-
 use tokio_postgres::Client;
 
 use super::checksum;
@@ -144,7 +142,10 @@ pub enum Checksum {
 impl fmt::Display for Checksum {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Checksum::Sha256Hex(hex) => formatter.write_str(&hex[..hex.len().min(12)]),
+            // Read back from a ledger, so not necessarily hex: cut by characters.
+            Checksum::Sha256Hex(hex) => {
+                formatter.write_str(&hex.chars().take(12).collect::<String>())
+            }
             Checksum::Sha384(bytes) => {
                 formatter.write_str(&checksum::hex(&bytes[..bytes.len().min(6)]))
             }
@@ -307,6 +308,28 @@ impl Format {
         }
     }
 
+    /// What in a file's name or text only this tool writes, for `--format auto`: "has '-- +goose
+    /// Up'", "is a Flyway name".
+    pub fn claims(self, name: &str, text: &str) -> Option<String> {
+        let line_with = |matches: fn(&str) -> bool| {
+            text.lines()
+                .find(|line| matches(line))
+                .map(|line| format!("has '{}'", line.trim()))
+        };
+        match self {
+            Format::Initbox => line_with(|line| line.trim_end() == initbox::NO_TRANSACTION),
+            Format::Goose => line_with(goose::is_annotation),
+            Format::Dbmate => line_with(dbmate::is_up_directive),
+            Format::SqlMigrate => line_with(sql_migrate::is_command),
+            Format::Sqlx => {
+                sqlx::is_no_transaction(text).then(|| "starts with '-- no-transaction'".into())
+            }
+            Format::Flyway => matches!(flyway::classify(name), Named::Migration { .. })
+                .then(|| "is a Flyway name".into()),
+            Format::GolangMigrate => None,
+        }
+    }
+
     /// The checksum the tool records for a file, if it records one.
     pub fn checksum(self, text: &str, bytes: &[u8]) -> Option<Checksum> {
         match self {
@@ -398,16 +421,20 @@ impl Format {
         Ok(state)
     }
 
-    /// Records a migration as applied; runs inside the migration's transaction when it has one.
+    /// Records a migration as applied: inside the migration's transaction when it has one
+    /// (`in_transaction`), else on its own.
     pub async fn record(
         self,
         client: &Client,
         table: &Table,
         record: &Record<'_>,
+        in_transaction: bool,
     ) -> Result<(), tokio_postgres::Error> {
         match self {
             Format::Initbox => initbox::record(client, table, record).await,
-            Format::GolangMigrate => golang_migrate::record(client, table, record, false).await,
+            Format::GolangMigrate => {
+                golang_migrate::record(client, table, record, false, in_transaction).await
+            }
             Format::Goose => goose::record(client, table, record).await,
             Format::Dbmate => dbmate::record(client, table, record).await,
             Format::Flyway => flyway::record(client, table, record).await,
@@ -425,7 +452,9 @@ impl Format {
         record: &Record<'_>,
     ) -> Result<(), tokio_postgres::Error> {
         match self {
-            Format::GolangMigrate => golang_migrate::record(client, table, record, true).await,
+            Format::GolangMigrate => {
+                golang_migrate::record(client, table, record, true, false).await
+            }
             _ => Ok(()),
         }
     }
@@ -466,7 +495,7 @@ pub async fn force_golang_migrate(
             .batch_execute(&format!("TRUNCATE {}", table.quoted))
             .await;
     }
-    golang_migrate::set_version(client, table, version, false).await
+    golang_migrate::set_version(client, table, version, false, false).await
 }
 
 /// Splits a goose or sql-migrate section into statements: a statement ends on a line whose last
@@ -536,7 +565,7 @@ impl Gathered {
 }
 
 /// The numeric prefix of a name, for the tools that take `<digits>_...`.
-fn leading_digits(name: &str) -> &str {
+pub(crate) fn leading_digits(name: &str) -> &str {
     let end = name.bytes().take_while(u8::is_ascii_digit).count();
     &name[..end]
 }

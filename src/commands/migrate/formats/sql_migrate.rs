@@ -20,6 +20,13 @@ pub fn classify(file_name: &str) -> Named {
     }
 }
 
+/// sql-migrate's command prefix, matched case-sensitively at the start of a line.
+const COMMAND: &str = "-- +migrate ";
+
+pub fn is_command(line: &str) -> bool {
+    line.starts_with(COMMAND)
+}
+
 #[derive(PartialEq, Clone, Copy)]
 enum Section {
     None,
@@ -44,7 +51,7 @@ pub fn body(text: &str) -> Result<Body, String> {
         } else {
             raw
         };
-        if let Some(command) = line.strip_prefix("-- +migrate ") {
+        if let Some(command) = line.strip_prefix(COMMAND) {
             let mut words = command.split_whitespace();
             match words.next() {
                 Some(direction @ ("Up" | "Down")) => {

@@ -33,8 +33,12 @@ pub fn classify(file_name: &str) -> Named {
 }
 
 /// `-- no-transaction` is matched on the raw text, at its very start, as sqlx matches it.
+pub fn is_no_transaction(text: &str) -> bool {
+    text.starts_with("-- no-transaction")
+}
+
 pub fn body(text: &str) -> Body {
-    let no_transaction = text.starts_with("-- no-transaction");
+    let no_transaction = is_no_transaction(text);
     let mut body = Body::whole(
         text,
         if no_transaction {
