@@ -20,17 +20,11 @@ pub struct WaitGrpcArgs {
 }
 
 pub async fn run(args: &WaitGrpcArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let tls = args.options.tls || args.options.cacert.is_some() || args.options.insecure;
     let probes = args
         .targets
         .iter()
         .map(|target| {
-            let scheme = if tls { "grpcs" } else { "grpc" };
-            let mut shown = format!("{scheme}://{target}");
-            if !args.options.service.is_empty() {
-                shown = format!("{shown}/{}", args.options.service);
-            }
-            GrpcProbe::new(target.clone(), args.options.clone(), shown)
+            GrpcProbe::new(target.clone(), args.options.clone())
                 .map(|probe| Box::new(probe) as Box<dyn Probe>)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -10,6 +10,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::probe::Probe;
 use crate::probe::query::Query;
 use crate::runtime::exit;
+use crate::runtime::redact;
 use crate::runtime::retry::AttemptError;
 use crate::text::error_text;
 
@@ -25,14 +26,15 @@ pub struct FileProbe {
 impl FileProbe {
     /// `file:///path` or `file://localhost/path`; the path is absolute and percent-decoded.
     pub fn from_url(url: &url::Url, query: &mut Query) -> anyhow::Result<FileProbe> {
+        let shown = redact::url(url);
         if !matches!(url.host_str(), None | Some("" | "localhost")) {
             return Err(exit::usage(format!(
-                "{url}: a file: URI names a local path, as file:///path (three slashes)"
+                "{shown}: a file: URI names a local path, as file:///path (three slashes)"
             )));
         }
         let path = url
             .to_file_path()
-            .map_err(|()| exit::usage(format!("{url}: not a usable file path")))?;
+            .map_err(|()| exit::usage(format!("{shown}: not a usable file path")))?;
         Ok(FileProbe {
             shown: format!("file://{}", path.display()),
             path,

@@ -3,7 +3,8 @@
 //! the same probes.
 //!
 //! A new kind (a `k8s:` scheme, say) is a module here with a type that implements [`Probe`],
-//! and one line in uri.rs's scheme table; `initbox wait` and its subcommand get it from there.
+//! built from its subcommand's flags and from a URI's parameters (probe::query), plus one arm in
+//! uri.rs's match and its name in uri::SCHEMES.
 
 pub mod dns;
 pub mod file;

@@ -7,32 +7,32 @@ use crate::probe::file::{self, FileProbe};
 use crate::probe::grpc::{self, GrpcProbe};
 use crate::probe::http::ready::{self as http, HttpOptions, HttpProbe};
 use crate::probe::k8s::{self, K8sProbe};
-use crate::probe::mysql::{self, MysqlOptions, MysqlProbe};
+use crate::probe::mysql::{MysqlOptions, MysqlProbe};
 use crate::probe::pg::PgTarget;
-use crate::probe::pg::ready::{self as pg, PgProbe, PgReadyOptions};
+use crate::probe::pg::ready::{PgProbe, PgReadyOptions};
 use crate::probe::query::Query;
-use crate::probe::redis::{self, RedisOptions, RedisProbe};
+use crate::probe::redis::{RedisOptions, RedisProbe};
 use crate::probe::target::HostPort;
 use crate::probe::tcp::TcpProbe;
 use crate::runtime::exit;
 use crate::runtime::redact;
 
-/// Every scheme `initbox wait` knows, and the query parameters each takes (for messages).
-pub const SCHEMES: &[(&str, &[&str])] = &[
-    ("tcp://", &[]),
-    ("postgres://", pg::PARAMS),
-    ("postgresql://", pg::PARAMS),
-    ("redis://", redis::PARAMS),
-    ("rediss://", redis::PARAMS),
-    ("http://", http::PARAMS),
-    ("https://", http::PARAMS),
-    ("dns:", dns::PARAMS),
-    ("file://", file::PARAMS),
-    ("grpc://", grpc::PARAMS),
-    ("grpcs://", grpc::PARAMS),
-    ("mysql://", mysql::PARAMS),
-    ("mariadb://", mysql::PARAMS),
-    ("k8s:", k8s::PARAMS),
+/// Every scheme `initbox wait` knows, as its error messages list them.
+pub const SCHEMES: &[&str] = &[
+    "tcp://",
+    "postgres://",
+    "postgresql://",
+    "redis://",
+    "rediss://",
+    "http://",
+    "https://",
+    "dns:",
+    "file://",
+    "grpc://",
+    "grpcs://",
+    "mysql://",
+    "mariadb://",
+    "k8s:",
 ];
 
 /// The probe for one URI. Errors are usage errors (exit 2) that never repeat a password.
@@ -115,14 +115,13 @@ fn is_scheme_byte(byte: u8) -> bool {
 }
 
 fn unknown_scheme(shown: &str, scheme: Option<&str>) -> anyhow::Error {
-    let known: Vec<&str> = SCHEMES.iter().map(|(scheme, _)| *scheme).collect();
     let what = match scheme {
         Some(scheme) => format!("unknown scheme '{scheme}'"),
         None => "no scheme".to_string(),
     };
     exit::usage(format!(
         "{shown}: {what}; expected {} (host:port is tcp://host:port)",
-        known.join(" ")
+        SCHEMES.join(" ")
     ))
 }
 
@@ -212,6 +211,32 @@ mod tests {
             let message = error(text);
             assert!(message.contains(named), "{text}: {message}");
             assert!(!message.contains("S3CRET"), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_readmes_parameter_table_names_every_parameter() {
+        let readme = include_str!("../../README.md");
+        for (scheme, params) in [
+            ("tcp://", &[][..]),
+            ("postgres://", crate::probe::pg::ready::PARAMS),
+            ("redis://", crate::probe::redis::PARAMS),
+            ("http://", crate::probe::http::ready::PARAMS),
+            ("dns:", dns::PARAMS),
+            ("file://", file::PARAMS),
+            ("grpc://", grpc::PARAMS),
+            ("mysql://", crate::probe::mysql::PARAMS),
+        ] {
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{scheme}` | ")))
+                .unwrap_or_else(|| panic!("no README row for {scheme}"));
+            for param in params {
+                assert!(
+                    row.contains(&format!("`{param}")),
+                    "{scheme} {param}: {row}"
+                );
+            }
         }
     }
 

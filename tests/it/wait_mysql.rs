@@ -197,3 +197,52 @@ fn bad_settings_fail_before_any_waiting() {
     ]));
     result.expect_code(124);
 }
+
+#[test]
+fn too_many_connections_is_waited_out_in_the_servers_words() {
+    if skip_unless_root("too_many_connections_is_waited_out_in_the_servers_words") {
+        return;
+    }
+    // 10 is MariaDB's smallest max_connections; root keeps its one extra connection.
+    let server = MariaDb::start_with(&["--max-connections=10"]);
+    let mut holders: Vec<_> = (0..10)
+        .map(|_| {
+            std::process::Command::new("/usr/bin/mariadb")
+                .args([
+                    "--no-defaults",
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &server.port.to_string(),
+                ])
+                .args(["-u", APP_USER, &format!("-p{APP_PASSWORD}")])
+                .args(["-e", "SELECT SLEEP(4)"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // No polling while they connect: a query of ours would take a slot from one of them.
+    std::thread::sleep(Duration::from_millis(1500));
+    let result = run(initbox().args([
+        "--timeout",
+        "30s",
+        "wait-mysql",
+        "--url",
+        &server.url(APP_USER, APP_PASSWORD, APP_DB),
+    ]));
+    for holder in &mut holders {
+        assert!(
+            holder.wait().unwrap().success(),
+            "a holder could not connect"
+        );
+    }
+    result.expect_code(0);
+    assert!(
+        result
+            .stderr
+            .contains("not ready: ERROR 1040 (08004): Too many connections"),
+        "{}",
+        result.stderr
+    );
+}

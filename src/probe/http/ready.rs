@@ -26,7 +26,7 @@ const MAX_REDIRECTS: usize = 5;
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpOptions {
     /// GET or HEAD.
-    #[arg(long, default_value = "GET", value_parser = parse_method, ignore_case = true)]
+    #[arg(long, default_value = "GET", value_parser = parse_method)]
     pub method: String,
 
     /// Accepted status codes: a list of codes and ranges.

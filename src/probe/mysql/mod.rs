@@ -211,9 +211,9 @@ impl MysqlProbe {
         let connector = match (&self.tls, offered, self.ssl_mode) {
             (Some(connector), true, _) => Some(connector),
             (_, false, SslMode::Preferred | SslMode::Disabled) | (None, _, _) => None,
-            (Some(_), false, mode) => {
+            (Some(_), false, _) => {
                 return Err(AttemptError::transient(anyhow!(
-                    "the server ({}) does not offer TLS, and ssl-mode is {mode:?}",
+                    "the server ({}) does not offer TLS, which ssl-mode requires",
                     greeting.version
                 )));
             }

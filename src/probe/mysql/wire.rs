@@ -2,10 +2,10 @@
 //! greeting, TLS upgrade, login with mysql_native_password or caching_sha2_password (and
 //! mysql_clear_password over TLS), one text query and its first value, and ERR packets.
 //!
-//! Written here rather than taken from mysql_async: that crate and its mysql_common would add
-//! far more to the binary than this file (README, "Size"), and a readiness check needs neither
-//! prepared statements, pools nor binary rows. The hash functions come from ring, already
-//! linked for TLS.
+//! Written here rather than taken from mysql_async: with its smallest features that crate added
+//! 1.52 MiB to the static release binary (past the image's 6 MiB budget), this client 28 KiB
+//! (README, "Building"), and a readiness check needs neither prepared statements, pools nor
+//! binary rows. The hash functions come from ring, already linked for TLS.
 
 use std::fmt;
 use std::io;
