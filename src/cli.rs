@@ -36,7 +36,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Wait for every URI (tcp, postgres, redis, http, dns, file, grpc, mysql) at once.
+    /// Wait for every URI (tcp, postgres, redis, http, dns, file, grpc, mysql, k8s) at once.
     Wait(WaitArgs),
     /// Wait until every TARGET accepts a TCP connection.
     WaitTcp(WaitTcpArgs),
