@@ -217,11 +217,10 @@ impl Watcher<'_> {
         if target.goal == Goal::Endpoints {
             // EndpointSlices where the server has them (v1 from 1.21, v1beta1 on 1.17-1.20);
             // Endpoints otherwise.
-            let group = self.client.get("/apis/discovery.k8s.io", budget).await;
-            let versions = match &group {
+            let versions = match self.client.get("/apis/discovery.k8s.io", budget).await {
                 Ok(group) => group["versions"].as_array().cloned().unwrap_or_default(),
                 Err(error) if error.code() == Some(404) => Vec::new(),
-                Err(_) => return Err(group.err().map(Stop::Api).expect("an error")),
+                Err(error) => return Err(error.into()),
             };
             for version in ["v1", "v1beta1"] {
                 if versions.iter().any(|found| found["version"] == version) {
