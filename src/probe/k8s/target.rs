@@ -173,8 +173,13 @@ pub fn parse(spec: &Spec) -> anyhow::Result<Target> {
         Goal::Available => canonical == "deployment",
         Goal::Ready => canonical == "statefulset" || canonical == "pod",
         Goal::Endpoints => canonical == "service",
-        Goal::Condition { .. } | Goal::Delete => name.is_some() || canonical == "pod",
+        Goal::Condition { .. } | Goal::Delete => true,
     };
+    if matches!(goal, Goal::Condition { .. }) && name.is_none() {
+        return Err(exit::usage(format!(
+            "{text}: a condition is checked on one object: write {canonical}/NAME"
+        )));
+    }
     if !fits {
         let goal_text = spec.goal.unwrap_or_default();
         return Err(exit::usage(format!(
@@ -339,6 +344,7 @@ mod tests {
             ("job/x", Some("condition="), None, "condition=TYPE"),
             ("job/x", None, Some("a=b"), "not both"),
             ("service", None, Some("a=b"), "pods only"),
+            ("pod", Some("condition=Ready"), Some("a=b"), "write pod/NAME"),
         ] {
             let error = parse(&spec(target, goal, selector)).unwrap_err();
             assert_eq!(Exit::of(&error), Exit::Usage);
