@@ -55,25 +55,29 @@ pub struct WaitK8sArgs {
 }
 
 pub async fn run(args: &WaitK8sArgs, ctx: &crate::runtime::ctx::Ctx) -> anyhow::Result<()> {
-    let client = Client::new(Config::load()?)?;
-    let namespace = k8s::default_namespace(args.namespace.as_deref(), &client)?;
-    let client = Rc::new(client);
-    let probes = args
+    // Targets first: a typo is reported before the API configuration is even read.
+    let targets = args
         .targets
         .iter()
         .map(|text| {
-            let target = target::parse(&Spec {
+            target::parse(&Spec {
                 target: text,
                 goal: args.goal.as_deref(),
                 selector: args.selector.as_deref(),
                 min: args.min,
-                namespace: &namespace,
-            })?;
-            Ok(
-                Box::new(K8sProbe::new(client.clone(), target, args.retry_forbidden))
-                    as Box<dyn Probe>,
-            )
+                namespace: "",
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let client = Client::new(Config::load()?)?;
+    let namespace = k8s::default_namespace(args.namespace.as_deref(), &client)?;
+    let client = Rc::new(client);
+    let probes: Vec<Box<dyn Probe>> = targets
+        .into_iter()
+        .map(|mut target| {
+            target.namespace = namespace.clone();
+            Box::new(K8sProbe::new(client.clone(), target, args.retry_forbidden)) as Box<dyn Probe>
+        })
+        .collect();
     probe::until_all_ready(ctx, &probes).await
 }

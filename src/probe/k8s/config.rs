@@ -14,6 +14,7 @@ use url::Url;
 use crate::probe::k8s::yaml;
 use crate::runtime::exit;
 use crate::runtime::redact::Secret;
+use crate::text::error_text::without_os_codes;
 
 /// Where the kubelet mounts a pod's service-account token, CA and namespace.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -99,8 +100,9 @@ fn from_kubeconfig(paths: &[PathBuf]) -> anyhow::Result<Config> {
             }
             Err(error) => {
                 return Err(exit::usage(format!(
-                    "cannot read KUBECONFIG {}: {error}",
-                    path.display()
+                    "cannot read KUBECONFIG {}: {}",
+                    path.display(),
+                    without_os_codes(&error.to_string())
                 )));
             }
         };
@@ -232,8 +234,13 @@ fn pem_field(
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path)
-        .map_err(|error| exit::usage(format!("cannot read {what} {}: {error}", path.display())))
+    std::fs::read(path).map_err(|error| {
+        exit::usage(format!(
+            "cannot read {what} {}: {}",
+            path.display(),
+            without_os_codes(&error.to_string())
+        ))
+    })
 }
 
 fn certificates(pem: &[u8], origin: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {

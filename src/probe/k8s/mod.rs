@@ -59,15 +59,15 @@ impl K8sProbe {
         })?;
         let namespace = query.take(&["namespace", "n"])?;
         let retry_forbidden = query.flag(&["retry_forbidden"])?;
-        let client = Client::new(Config::load()?)?;
-        let namespace = default_namespace(namespace.as_deref(), &client)?;
-        let target = target::parse(&Spec {
+        let mut target = target::parse(&Spec {
             target: rest.trim_start_matches('/'),
             goal: goal.as_deref(),
             selector: selector.as_deref(),
             min,
-            namespace: &namespace,
+            namespace: "",
         })?;
+        let client = Client::new(Config::load()?)?;
+        target.namespace = default_namespace(namespace.as_deref(), &client)?;
         Ok(K8sProbe::new(Rc::new(client), target, retry_forbidden))
     }
 }

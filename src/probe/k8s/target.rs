@@ -344,7 +344,12 @@ mod tests {
             ("job/x", Some("condition="), None, "condition=TYPE"),
             ("job/x", None, Some("a=b"), "not both"),
             ("service", None, Some("a=b"), "pods only"),
-            ("pod", Some("condition=Ready"), Some("a=b"), "write pod/NAME"),
+            (
+                "pod",
+                Some("condition=Ready"),
+                Some("a=b"),
+                "write pod/NAME",
+            ),
         ] {
             let error = parse(&spec(target, goal, selector)).unwrap_err();
             assert_eq!(Exit::of(&error), Exit::Usage);
