@@ -9,8 +9,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::commands::{
     fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
     render_config::RenderConfigArgs, wait::WaitArgs, wait_dns::WaitDnsArgs,
-    wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_mysql::WaitMysqlArgs,
-    wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_k8s::WaitK8sArgs,
+    wait_mysql::WaitMysqlArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs,
+    wait_tcp::WaitTcpArgs,
 };
 use crate::runtime::duration;
 use crate::runtime::logging::LogFormat;
@@ -35,7 +36,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Wait for every URI (tcp, postgres, redis, http, dns, file, grpc, mysql) at once.
+    /// Wait for every URI (tcp, postgres, redis, http, dns, file, grpc, mysql, k8s) at once.
     Wait(WaitArgs),
     /// Wait until every TARGET accepts a TCP connection.
     WaitTcp(WaitTcpArgs),
@@ -51,6 +52,9 @@ pub enum Command {
     WaitGrpc(WaitGrpcArgs),
     /// Wait until MySQL or MariaDB accepts a login and answers a query.
     WaitMysql(WaitMysqlArgs),
+    /// Wait for Kubernetes objects: a Job complete, a rollout done, pods ready, endpoints.
+    #[command(name = "wait-k8s")]
+    WaitK8s(WaitK8sArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
     /// Log in to Vault or OpenBao, write KV secrets to files atomically, revoke the token.
@@ -112,6 +116,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "INITBOX_TERMINATION_LOG", value_name = "PATH",
           value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub termination_log: Option<PathBuf>,
+
+    /// Also post each change of state as a Kubernetes Event on this pod (POD_NAME and
+    /// POD_NAMESPACE from the downward API), for `kubectl describe pod`.
+    #[arg(long, global = true, env = "INITBOX_EVENTS")]
+    pub events: bool,
 }
 
 impl GlobalArgs {

@@ -8,6 +8,7 @@ pub mod wait;
 pub mod wait_dns;
 pub mod wait_grpc;
 pub mod wait_http;
+pub mod wait_k8s;
 pub mod wait_mysql;
 pub mod wait_pg;
 pub mod wait_redis;
@@ -35,6 +36,7 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::WaitHttp(args) => wait_http::run(args, ctx).await,
         Command::WaitGrpc(args) => wait_grpc::run(args, ctx).await,
         Command::WaitMysql(args) => wait_mysql::run(args, ctx).await,
+        Command::WaitK8s(args) => wait_k8s::run(args, ctx).await,
         Command::Migrate(args) => migrate::run(args, ctx).await,
         Command::FetchVault(args) => fetch_vault::run(args, ctx).await,
         Command::RenderConfig(args) => render_config::run(args, ctx).await,
@@ -63,6 +65,7 @@ pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
         Command::WaitHttp(args) => Some(&args.then),
         Command::WaitGrpc(args) => Some(&args.then),
         Command::WaitMysql(args) => Some(&args.then),
+        Command::WaitK8s(args) => Some(&args.then),
         Command::Migrate(_)
         | Command::FetchVault(_)
         | Command::RenderConfig(_)

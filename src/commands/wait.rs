@@ -11,8 +11,8 @@ pub const ENV: &str = "INITBOX_WAIT";
 
 #[derive(Debug, clap::Args)]
 pub struct WaitArgs {
-    /// tcp://, postgres://, redis://, http(s)://, dns:, file://, grpc(s)://, mysql:// or
-    /// mariadb:// URIs; options are query parameters. Default: the URIs in INITBOX_WAIT.
+    /// tcp://, postgres://, redis://, http(s)://, dns:, file://, grpc(s)://, mysql://,
+    /// mariadb:// or k8s: URIs; options are query parameters. Default: the URIs in INITBOX_WAIT.
     #[arg(value_name = "URI")]
     pub uris: Vec<String>,
 

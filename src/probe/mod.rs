@@ -10,6 +10,7 @@ pub mod dns;
 pub mod file;
 pub mod grpc;
 pub mod http;
+pub mod k8s;
 pub mod mysql;
 pub mod pg;
 pub mod query;
@@ -34,16 +35,23 @@ pub trait Probe {
     /// One attempt. `budget` is how long it may take (the retry loop also enforces it); a
     /// transient error means "not yet", a permanent one that waiting cannot help.
     fn check(&self, budget: Duration) -> LocalBoxFuture<'_, Result<(), AttemptError>>;
+
+    /// For a probe that watches instead of polling (a Kubernetes target): the whole wait, under
+    /// the run's deadline and signals. `None`: [`Probe::check`] is retried by the shared loop.
+    fn watch<'a>(&'a self, _ctx: &'a Ctx) -> Option<LocalBoxFuture<'a, anyhow::Result<()>>> {
+        None
+    }
 }
 
 /// Waits for every probe in parallel under the run's one deadline; the first permanent failure
 /// ends the wait, and on the deadline the report names every target still not ready.
 pub async fn until_all_ready(ctx: &Ctx, probes: &[Box<dyn Probe>]) -> anyhow::Result<()> {
-    try_join_all(
-        probes
-            .iter()
-            .map(|probe| retry::until_ready(ctx, probe.shown(), move |budget| probe.check(budget))),
-    )
+    try_join_all(probes.iter().map(|probe| match probe.watch(ctx) {
+        Some(watching) => watching,
+        None => Box::pin(retry::until_ready(ctx, probe.shown(), move |budget| {
+            probe.check(budget)
+        })),
+    }))
     .await?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::probe::dns::{self, DnsOptions, DnsProbe};
 use crate::probe::file::{self, FileProbe};
 use crate::probe::grpc::{self, GrpcProbe};
 use crate::probe::http::ready::{self as http, HttpOptions, HttpProbe};
+use crate::probe::k8s::{self, K8sProbe};
 use crate::probe::mysql::{MysqlOptions, MysqlProbe};
 use crate::probe::pg::PgTarget;
 use crate::probe::pg::ready::{PgProbe, PgReadyOptions};
@@ -31,6 +32,7 @@ pub const SCHEMES: &[&str] = &[
     "grpcs://",
     "mysql://",
     "mariadb://",
+    "k8s:",
 ];
 
 /// The probe for one URI. Errors are usage errors (exit 2) that never repeat a password.
@@ -98,6 +100,11 @@ pub fn parse(text: &str) -> anyhow::Result<Box<dyn Probe>> {
             Box::new(probe)
         }
         "mysql" | "mariadb" => Box::new(MysqlProbe::parse(text, MysqlOptions::default())?),
+        "k8s" => {
+            let probe = K8sProbe::from_uri(&base["k8s:".len()..], &mut query)?;
+            query.finish(k8s::PARAMS)?;
+            Box::new(probe)
+        }
         other => return Err(unknown_scheme(&shown, Some(other))),
     };
     Ok(probe)

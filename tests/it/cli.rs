@@ -189,6 +189,7 @@ fn help_lists_only_implemented_subcommands() {
             "wait-http",
             "wait-grpc",
             "wait-mysql",
+            "wait-k8s",
             "migrate",
             "fetch-vault",
             "render-config",
