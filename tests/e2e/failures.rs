@@ -55,7 +55,22 @@ fn a_dependency_that_never_comes_crash_loops_with_its_reason_in_describe() {
     assert!(describe.contains("CrashLoopBackOff"), "{describe}");
 
     // The same reason as the last line of the failed run's log.
-    let log = cluster.kubectl_ok(&["logs", "never", "-n", &ns.name, "-c", "wait", "--previous"]);
+    // The kubelet keeps only the last ended run's log, and a restart may replace it between
+    // two kubectl calls; ask again until one answers.
+    let log = (0..10)
+        .find_map(|_| {
+            let output = cluster
+                .kubectl()
+                .args(["logs", "never", "-n", &ns.name, "-c", "wait", "--previous"])
+                .output()
+                .expect("run kubectl");
+            if output.status.success() {
+                return Some(String::from_utf8_lossy(&output.stdout).into_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            None
+        })
+        .expect("kubectl logs --previous kept failing");
     assert!(
         log.trim_end()
             .ends_with("deadline of 3s exceeded; not ready: 127.0.0.1:1 (connection refused)"),
