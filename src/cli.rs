@@ -7,7 +7,7 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
+    fetch::FetchArgs, fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
     render_config::RenderConfigArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs,
     wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
 };
@@ -52,6 +52,8 @@ pub enum Command {
     RenderConfig(RenderConfigArgs),
     /// Give a volume an owner and modes; never follows symlinks, skips what is right.
     FixPerms(FixPermsArgs),
+    /// Download files (or unpack archives) over HTTP(S), verified, resumed, written atomically.
+    Fetch(FetchArgs),
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,37 @@ pub async fn until_ready_within<T, F, Fut>(
     ctx: &Ctx,
     target: &str,
     limit: Option<Duration>,
+    attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError>>,
+{
+    attempts(
+        ctx,
+        target,
+        limit,
+        Some(ctx.policy.attempt_timeout),
+        attempt,
+    )
+    .await
+}
+
+/// [`until_ready`] for work whose attempts last as long as the work does (a download of many
+/// gigabytes): an attempt is bounded by the deadline only, and bounds its own stalls.
+pub async fn until_done<T, F, Fut>(ctx: &Ctx, target: &str, attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError>>,
+{
+    attempts(ctx, target, None, None, attempt).await
+}
+
+async fn attempts<T, F, Fut>(
+    ctx: &Ctx,
+    target: &str,
+    limit: Option<Duration>,
+    attempt_cap: Option<Duration>,
     mut attempt: F,
 ) -> anyhow::Result<T>
 where
@@ -124,9 +155,11 @@ where
         if remaining == Some(Duration::ZERO) {
             return Err(expired());
         }
-        let budget = remaining.map_or(ctx.policy.attempt_timeout, |left| {
-            left.min(ctx.policy.attempt_timeout)
-        });
+        // Duration::MAX (no deadline, no cap) is a timeout that never fires.
+        let budget = match (remaining, attempt_cap) {
+            (Some(left), Some(cap)) => left.min(cap),
+            (left, cap) => left.or(cap).unwrap_or(Duration::MAX),
+        };
         let outcome = tokio::select! {
             stop = ctx.cancel.cancelled() => return Err(signal::stopped(stop)),
             outcome = tokio::time::timeout(budget, attempt(budget)) => outcome,
