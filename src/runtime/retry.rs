@@ -421,6 +421,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn until_done_lets_an_attempt_outlast_the_attempt_timeout_but_not_the_deadline() {
+        let ctx = ctx(Duration::from_secs(60));
+        let long = until_done(&ctx, "download", |_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, AttemptError>(())
+        });
+        long.await.unwrap();
+        let started = Instant::now();
+        let err = until_done(&ctx, "download", |_| {
+            std::future::pending::<Result<(), AttemptError>>()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_signal_cancels_an_attempt_in_flight() {
         let (trigger, cancel) = Cancel::manual();
         let ctx = Ctx::new(Duration::from_secs(60), policy(), cancel);

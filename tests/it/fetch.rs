@@ -85,26 +85,31 @@ fn downloads_a_file_atomically_with_its_mode_and_hash() {
         out,
         dest,
     } = serve("model.bin", 3 << 20, 1);
-    let result = fetch(
-        &[],
-        &[
-            &nginx.url("/model.bin"),
-            path_str(&dest),
-            "--sha256",
-            &sha256_hex(&body),
-            "--mode",
-            "0640",
-        ],
-    );
+    let sha = sha256_hex(&body);
+    let args = [
+        &nginx.url("/model.bin"),
+        path_str(&dest),
+        "--sha256",
+        &sha,
+        "--mode",
+        "0640",
+    ];
+    let result = fetch(&[], &args);
     result.expect_code(0);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
-    assert_eq!(
-        std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
-        0o640
-    );
+    let mode = || std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(), 0o640);
     assert_eq!(names(out.path()), ["model.bin"]);
-    assert_contains(&result, &format!("sha256 {}", sha256_hex(&body)));
+    assert_contains(&result, &format!("sha256 {sha}"));
     assert_contains(&result, "3.0 MiB in");
+    // Run again (a restarted pod, a volume that kept the file): the hash matches, nothing is
+    // downloaded, and the mode asked for is applied.
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let again = fetch(&[], &args);
+    again.expect_code(0);
+    assert_contains(&again, "not downloaded again");
+    assert_eq!(nginx.access_log().len(), 1);
+    assert_eq!(mode(), 0o640);
 }
 
 #[test]

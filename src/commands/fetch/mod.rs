@@ -201,6 +201,11 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
     let started = Instant::now();
     let target = redact::url(&job.spec.url);
     let dest = &job.spec.dest;
+    if let (None, Some(expected)) = (job.extract, job.spec.sha256) {
+        if already_there(ctx, args, dest, expected).await? {
+            return Ok(());
+        }
+    }
     // An archive is downloaded to a temporary file that is removed once unpacked.
     let file = match job.extract {
         None => AtomicFile::create(dest, args.mode.unwrap_or(DEFAULT_MODE), args.owner)?,
@@ -279,6 +284,66 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
         ],
     );
     Ok(())
+}
+
+/// Whether DEST is already a file with the expected hash (a restarted pod on a volume that
+/// kept it): then it is not downloaded again, only given the mode and owner asked for.
+async fn already_there(
+    ctx: &Ctx,
+    args: &FetchArgs,
+    dest: &std::path::Path,
+    expected: [u8; 32],
+) -> anyhow::Result<bool> {
+    let Ok(file) = std::fs::File::open(dest) else {
+        return Ok(false);
+    };
+    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+        return Ok(false);
+    }
+    let hashing = tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match (&file).read(&mut buf)? {
+                0 => break,
+                n => hasher.update(&buf[..n]),
+            }
+        }
+        std::io::Result::Ok((<[u8; 32]>::from(hasher.finalize()), file))
+    });
+    let (digest, file) = tokio::select! {
+        result = hashing => match result {
+            Ok(Ok(hashed)) => hashed,
+            _ => return Ok(false),
+        },
+        stop = ctx.cancel.cancelled() => return Err(signal::stopped(stop)),
+        () = ctx.deadline_reached() => return Err(deadline_exceeded(ctx)),
+    };
+    if digest != expected {
+        return Ok(false);
+    }
+    let mode = args.mode.unwrap_or(DEFAULT_MODE);
+    nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(mode))
+        .map_err(|error| anyhow!("setting mode of {}: {error}", dest.display()))?;
+    if let Some(owner) = args.owner {
+        nix::unistd::fchown(&file, Some(owner.uid.into()), owner.gid.map(Into::into))
+            .map_err(|error| anyhow!("setting owner of {}: {error}", dest.display()))?;
+    }
+    logging::emit(
+        Level::Info,
+        &format!(
+            "{} already has sha256 {}: not downloaded again",
+            dest.display(),
+            hex(&digest)
+        ),
+        &[
+            ("event", "up_to_date".into()),
+            ("dest", dest.display().to_string().into()),
+        ],
+    );
+    Ok(true)
 }
 
 /// Unpacks on a blocking thread, stopping it (and removing what it wrote) on a signal or at the

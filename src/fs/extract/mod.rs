@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 use crate::fs::atomic::{self, Owner};
 
@@ -117,10 +116,10 @@ fn place(temp: &Path, dest: &Path, mount_point: bool) -> anyhow::Result<()> {
 }
 
 fn swap_in(from: &Path, to: &Path) -> anyhow::Result<()> {
-    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+    match rename(from, to, nix::libc::RENAME_NOREPLACE) {
         Ok(()) => {}
         Err(Errno::EEXIST) => {
-            renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_EXCHANGE)
+            rename(from, to, nix::libc::RENAME_EXCHANGE)
                 .with_context(|| format!("replacing {}", to.display()))?;
             // `from` now holds what was at `to` before.
             let old = std::fs::symlink_metadata(from)?;
@@ -139,6 +138,28 @@ fn swap_in(from: &Path, to: &Path) -> anyhow::Result<()> {
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// renameat2(2) with `flags`. Called through syscall(2): nix offers it for glibc only, and
+/// musl's wrapper is recent.
+fn rename(from: &Path, to: &Path, flags: std::ffi::c_uint) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |path: &Path| {
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+    };
+    let (from, to) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let result = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_renameat2,
+            nix::libc::AT_FDCWD,
+            from.as_ptr(),
+            nix::libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    Errno::result(result).map(drop)
 }
 
 /// A directory on another device than its parent, or listed as a mount point (a bind mount of
