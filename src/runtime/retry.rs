@@ -180,6 +180,9 @@ where
                     .attempt_failed(target, &format!("{:#}", failure.error));
                 pause = pause.max(failure.retry_after.unwrap_or_default());
             }
+            // Without a cap, only the deadline ends an attempt: the work was still going, and
+            // the caller knows best how far it got.
+            Err(_elapsed) if attempt_cap.is_none() => return Err(expired()),
             Err(_elapsed) => ctx.report.attempt_failed(
                 target,
                 &format!("no answer within {}", duration::format(budget)),

@@ -414,6 +414,36 @@ fn sigterm_mid_download_exits_143_and_leaves_nothing() {
         result.elapsed - stop_sent
     );
     assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
+    let last = result
+        .stderr_lines()
+        .last()
+        .copied()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains("stopped by SIGTERM") && last.contains(" of 20.0 MiB received"),
+        "{last}"
+    );
+}
+
+#[test]
+fn the_deadline_mid_download_says_how_far_it_got_and_leaves_nothing() {
+    let Served {
+        nginx, out, dest, ..
+    } = serve("slow.bin", 20 << 20, 14);
+    let result = fetch(
+        &["--timeout", "2s"],
+        &[&nginx.url("/slow/slow.bin"), path_str(&dest)],
+    );
+    result.expect_code(124);
+    assert_contains(&result, "deadline of 2s exceeded; not ready: ");
+    assert_contains(&result, "MiB of 20.0 MiB received");
+    assert!(
+        result.elapsed < Duration::from_secs(3),
+        "{:?}",
+        result.elapsed
+    );
+    assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
 }
 
 #[test]

@@ -19,7 +19,7 @@ use crate::fs::extract::{self, Format};
 use crate::probe::http;
 use crate::runtime::ctx::Ctx;
 use crate::runtime::duration;
-use crate::runtime::exit;
+use crate::runtime::exit::{self, Exit};
 use crate::runtime::logging::{self, Level};
 use crate::runtime::redact;
 use crate::runtime::retry::{self, deadline_exceeded};
@@ -221,12 +221,27 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
         target.clone(),
         Progress::new(target.clone(), args.progress_interval),
     ));
-    retry::until_done(ctx, &target, |_| async {
+    let fetched = retry::until_done(ctx, &target, |_| async {
         let mut download = download.lock().await;
         transfer::attempt(settings, &job.spec.url, &mut download).await
     })
-    .await?;
+    .await;
     let download = download.into_inner();
+    if let Err(error) = fetched {
+        // Stopped mid-transfer (the deadline, a signal): say how far it got.
+        if download.received > 0
+            && matches!(
+                Exit::of(&error),
+                Exit::DeadlineExceeded | Exit::Terminated | Exit::Interrupted
+            )
+        {
+            ctx.report.attempt_failed(
+                &target,
+                &format!("{} received", transfer::received_of(&download)),
+            );
+        }
+        return Err(error);
+    }
     let digest = download.digest();
     let actual = hex(&digest);
     if let Some(expected) = job.spec.sha256 {

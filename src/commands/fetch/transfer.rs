@@ -235,7 +235,8 @@ async fn receive(
     }
 }
 
-fn received_of(download: &Download) -> String {
+/// "1.2 GiB of 4.1 GiB", or the bytes alone when the size is not known.
+pub fn received_of(download: &Download) -> String {
     match download.total {
         Some(total) => format!("{} of {}", bytes(download.received), bytes(total)),
         None => bytes(download.received),
