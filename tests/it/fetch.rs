@@ -439,7 +439,7 @@ fn the_deadline_mid_download_says_how_far_it_got_and_leaves_nothing() {
     assert_contains(&result, "deadline of 2s exceeded; not ready: ");
     assert_contains(&result, "MiB of 20.0 MiB received");
     assert!(
-        result.elapsed < Duration::from_secs(3),
+        result.elapsed < Duration::from_secs(5),
         "{:?}",
         result.elapsed
     );
