@@ -138,7 +138,7 @@ fn a_wrong_hash_exits_1_names_both_hashes_and_writes_nothing() {
 
 /// Fetches `path` from nginx through a proxy that cuts the first connection after 1 MiB of the
 /// answer and then runs `on_cut` (which may change the served file); later connections go
-/// through. Returns the run and what was written.
+/// through. Returns the run and what was written, whose SHA-256 the run's last line names.
 fn fetch_through_a_cut(
     nginx: &Nginx,
     path: &str,
@@ -150,7 +150,10 @@ fn fetch_through_a_cut(
     let result = fetch(&["--timeout", "30s"], &[&proxy.url(path), path_str(&dest)]);
     result.expect_code(0);
     assert_eq!(names(out.path()), ["data.bin"]);
-    (result, std::fs::read(&dest).unwrap())
+    let written = std::fs::read(&dest).unwrap();
+    // The hash, computed across the cut, the resume or the restart, is that of what was written.
+    assert_contains(&result, &format!("sha256 {}", sha256_hex(&written)));
+    (result, written)
 }
 
 #[test]

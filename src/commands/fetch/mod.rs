@@ -2,6 +2,7 @@
 //! its SHA-256 while it streams, resumed after a broken connection, and, if asked, unpacked from
 //! an archive without letting any entry escape the destination.
 
+mod hasher;
 mod progress;
 mod spec;
 mod transfer;
@@ -220,7 +221,7 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
         file,
         target.clone(),
         Progress::new(target.clone(), args.progress_interval),
-    ));
+    )?);
     let fetched = retry::until_done(ctx, &target, |_| async {
         let mut download = download.lock().await;
         transfer::attempt(settings, &job.spec.url, &mut download).await
@@ -242,7 +243,11 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
         }
         return Err(error);
     }
-    let digest = download.digest();
+    let size = download.received;
+    let (file, digest) = download
+        .finish()
+        .await
+        .map_err(|error| error.context(target.clone()))?;
     let actual = hex(&digest);
     if let Some(expected) = job.spec.sha256 {
         if digest != expected {
@@ -253,17 +258,14 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
             ));
         }
     }
-    let size = download.received;
     let unpacked = match job.extract {
         None => {
-            download
-                .file
-                .commit()
+            file.commit()
                 .map_err(|error| error.context(target.clone()))?;
             None
         }
         Some(format) => Some(
-            unpack(ctx, download.file, format, dest, args.owner)
+            unpack(ctx, file, format, dest, args.owner)
                 .await
                 .map_err(|error| error.context(target.clone()))?,
         ),

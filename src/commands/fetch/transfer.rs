@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Response, StatusCode};
-use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::hasher::Hasher;
 use super::progress::{Progress, bytes};
 use crate::fs::atomic::AtomicFile;
 use crate::probe::http;
@@ -42,26 +42,36 @@ pub struct Download {
     pub target: String,
     pub received: u64,
     pub total: Option<u64>,
-    hasher: Sha256,
+    hasher: Hasher,
     validator: Option<Validator>,
     pub progress: Progress,
 }
 
 impl Download {
-    pub fn new(file: AtomicFile, target: String, progress: Progress) -> Download {
-        Download {
+    pub fn new(
+        mut file: AtomicFile,
+        target: String,
+        progress: Progress,
+    ) -> anyhow::Result<Download> {
+        let reader = file
+            .file()
+            .try_clone()
+            .map_err(|error| anyhow!("opening the temporary file again: {error}"))?;
+        Ok(Download {
             file,
             target,
             received: 0,
             total: None,
-            hasher: Sha256::new(),
+            hasher: Hasher::start(reader)?,
             validator: None,
             progress,
-        }
+        })
     }
 
-    pub fn digest(&self) -> [u8; 32] {
-        self.hasher.clone().finalize().into()
+    /// The file, complete, and the SHA-256 of its content.
+    pub async fn finish(self) -> anyhow::Result<(AtomicFile, [u8; 32])> {
+        let digest = self.hasher.finish().await?;
+        Ok((self.file, digest))
     }
 
     /// Drops what was received and starts the file and the hash again.
@@ -90,7 +100,7 @@ impl Download {
             })?;
         self.received = 0;
         self.total = None;
-        self.hasher = Sha256::new();
+        self.hasher.restart();
         self.validator = None;
         self.progress.restart_rate(0);
         Ok(())
@@ -103,8 +113,8 @@ impl Download {
                 self.file.temp_path().display()
             ))
         })?;
-        self.hasher.update(chunk);
         self.received += chunk.len() as u64;
+        self.hasher.written(self.received);
         self.progress.update(self.received, self.total);
         Ok(())
     }
