@@ -483,6 +483,8 @@ fn several_files_in_parallel() {
 fn bad_input_is_one_line_and_exit_2() {
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("f");
+    let existing = out.path().join("existing");
+    std::fs::write(&existing, "a file").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["ftp://h/f".into(), path_str(&dest).into()],
@@ -557,6 +559,15 @@ fn bad_input_is_one_line_and_exit_2() {
             "/nonexistent",
         ),
         (vec![], "nothing to fetch"),
+        (
+            vec![
+                "http://h/f.zip".into(),
+                path_str(&existing).into(),
+                "--extract".into(),
+                "zip".into(),
+            ],
+            "exists and is not a directory",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

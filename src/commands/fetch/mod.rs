@@ -195,6 +195,13 @@ fn check_dest(spec: &FileSpec, extract: Option<Format>) -> anyhow::Result<()> {
             spec.dest.display()
         )));
     }
+    let is_other = std::fs::symlink_metadata(&spec.dest).is_ok_and(|meta| !meta.is_dir());
+    if extract.is_some() && is_other {
+        return Err(exit::usage(format!(
+            "cannot unpack into {}: it exists and is not a directory",
+            spec.dest.display()
+        )));
+    }
     Ok(())
 }
 

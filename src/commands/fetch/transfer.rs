@@ -92,6 +92,9 @@ impl Download {
                 ],
             );
         }
+        // The hash starts again before the file is emptied, so that a read racing with the
+        // truncation is known to be stale.
+        self.hasher.restart();
         let file = self.file.file();
         file.set_len(0)
             .and_then(|()| file.rewind())
@@ -100,7 +103,6 @@ impl Download {
             })?;
         self.received = 0;
         self.total = None;
-        self.hasher.restart();
         self.validator = None;
         self.progress.restart_rate(0);
         Ok(())
