@@ -228,6 +228,7 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
         file,
         target.clone(),
         Progress::new(target.clone(), args.progress_interval),
+        job.spec.sha256.is_some(),
     )?);
     let fetched = retry::until_done(ctx, &target, |_| async {
         let mut download = download.lock().await;
@@ -255,12 +256,12 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
         .finish()
         .await
         .map_err(|error| error.context(target.clone()))?;
-    let actual = hex(&digest);
-    if let Some(expected) = job.spec.sha256 {
-        if digest != expected {
+    if let (Some(expected), Some(actual)) = (job.spec.sha256, digest) {
+        if actual != expected {
             return Err(anyhow!(
-                "{target}: sha256 mismatch: expected {}, got {actual}; nothing written to {}",
+                "{target}: sha256 mismatch: expected {}, got {}; nothing written to {}",
                 hex(&expected),
+                hex(&actual),
                 dest.display()
             ));
         }
@@ -277,6 +278,9 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
                 .map_err(|error| error.context(target.clone()))?,
         ),
     };
+    let checked = digest.map_or_else(String::new, |digest| {
+        format!(", sha256 {} checked", hex(&digest))
+    });
     let elapsed = started.elapsed();
     let rate = size as f64 / elapsed.as_secs_f64().max(0.001);
     let what = match unpacked {
@@ -293,7 +297,7 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
     logging::emit(
         Level::Info,
         &format!(
-            "fetched {target} to {what}: {} in {} ({}/s), sha256 {actual}",
+            "fetched {target} to {what}: {} in {} ({}/s){checked}",
             bytes(size),
             duration::human(elapsed),
             bytes(rate as u64)
@@ -304,7 +308,7 @@ async fn fetch(ctx: &Ctx, args: &FetchArgs, settings: &Settings, job: &Job) -> a
             ("dest", dest.display().to_string().into()),
             ("bytes", size.into()),
             ("duration_ms", (elapsed.as_millis() as u64).into()),
-            ("sha256", actual.as_str().into()),
+            ("sha256", digest.map(|digest| hex(&digest)).into()),
         ],
     );
     Ok(())

@@ -42,7 +42,8 @@ pub struct Download {
     pub target: String,
     pub received: u64,
     pub total: Option<u64>,
-    hasher: Hasher,
+    /// Only when a SHA-256 is to be checked: hashing costs about half a second of CPU per GiB.
+    hasher: Option<Hasher>,
     validator: Option<Validator>,
     pub progress: Progress,
 }
@@ -52,25 +53,34 @@ impl Download {
         mut file: AtomicFile,
         target: String,
         progress: Progress,
+        hash: bool,
     ) -> anyhow::Result<Download> {
-        let reader = file
-            .file()
-            .try_clone()
-            .map_err(|error| anyhow!("opening the temporary file again: {error}"))?;
+        let hasher = if hash {
+            let reader = file
+                .file()
+                .try_clone()
+                .map_err(|error| anyhow!("opening the temporary file again: {error}"))?;
+            Some(Hasher::start(reader)?)
+        } else {
+            None
+        };
         Ok(Download {
             file,
             target,
             received: 0,
             total: None,
-            hasher: Hasher::start(reader)?,
+            hasher,
             validator: None,
             progress,
         })
     }
 
-    /// The file, complete, and the SHA-256 of its content.
-    pub async fn finish(self) -> anyhow::Result<(AtomicFile, [u8; 32])> {
-        let digest = self.hasher.finish().await?;
+    /// The file, complete, and the SHA-256 of its content if it was hashed.
+    pub async fn finish(self) -> anyhow::Result<(AtomicFile, Option<[u8; 32]>)> {
+        let digest = match self.hasher {
+            Some(hasher) => Some(hasher.finish().await?),
+            None => None,
+        };
         Ok((self.file, digest))
     }
 
@@ -94,7 +104,9 @@ impl Download {
         }
         // The hash starts again before the file is emptied, so that a read racing with the
         // truncation is known to be stale.
-        self.hasher.restart();
+        if let Some(hasher) = &self.hasher {
+            hasher.restart();
+        }
         let file = self.file.file();
         file.set_len(0)
             .and_then(|()| file.rewind())
@@ -116,7 +128,9 @@ impl Download {
             ))
         })?;
         self.received += chunk.len() as u64;
-        self.hasher.written(self.received);
+        if let Some(hasher) = &self.hasher {
+            hasher.written(self.received);
+        }
         self.progress.update(self.received, self.total);
         Ok(())
     }
