@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod dnsmasq;
 pub mod faults;
 pub mod http;
+pub mod migration_tools;
 pub mod netns;
 pub mod nginx;
 pub mod openbao;

@@ -306,6 +306,32 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// A session, as the superuser in `db`, that holds `pg_advisory_lock(key)` (as another
+    /// migration tool would) until the returned child is killed or `seconds` pass. Returns once
+    /// the lock is held.
+    pub fn hold_advisory_lock(&self, db: &str, key: i64, seconds: u32) -> std::process::Child {
+        let mut child = pg_command("psql")
+            .args(["-X", "-At", "-c"])
+            .arg(format!("SELECT pg_advisory_lock({key})"))
+            .args(["-c", "SELECT 'held'", "-c"])
+            .arg(format!("SELECT pg_sleep({seconds})"))
+            .arg("-h")
+            .arg(&self.sock_dir)
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start psql");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The first -c prints an empty value for the void function, the second 'held'.
+        let held = lines.any(|line| line.is_ok_and(|line| line.trim() == "held"));
+        assert!(held, "psql could not take advisory lock {key}");
+        child
+    }
+}
+
 impl Drop for Postgres {
     /// Stops the server at once; the TempDir then removes its files.
     fn drop(&mut self) {
@@ -707,7 +733,7 @@ fn psql(sock_dir: &Path, port: u16, db: &str, sql: &str) -> Result<String, Strin
 }
 
 /// Runs a command to the end; fails the test with its output if it does not succeed.
-fn run_ok(command: &mut Command) {
+pub fn run_ok(command: &mut Command) {
     let output = command
         .stdin(Stdio::null())
         .output()
