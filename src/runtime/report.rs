@@ -210,15 +210,16 @@ pub fn termination_log_path(flag: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-/// Writes the one-line reason where the kubelet reads it. Failing to write it is logged, not fatal:
-/// the exit code still tells the story.
+/// Writes the one-line reason where the kubelet reads it, with no newline at the end: the
+/// kubelet shows the file as it is, and `kubectl describe pod` would print a trailing newline as
+/// an empty line under `Message:`. Failing to write it is logged, not fatal: the exit code still
+/// tells the story.
 pub fn write_termination_message(path: &Path, line: &str) {
-    let mut end = line.len().min(TERMINATION_MESSAGE_LIMIT - 1);
+    let mut end = line.len().min(TERMINATION_MESSAGE_LIMIT);
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    let message = format!("{}\n", &line[..end]);
-    if let Err(error) = std::fs::write(path, message) {
+    if let Err(error) = std::fs::write(path, &line[..end]) {
         logging::emit(
             Level::Warn,
             &format!(
@@ -258,8 +259,23 @@ mod tests {
         write_termination_message(&path, &long);
         let written = std::fs::read_to_string(&path).unwrap();
         assert!(written.len() <= TERMINATION_MESSAGE_LIMIT);
-        assert_eq!(written.lines().count(), 1);
+        assert!(
+            written.len() > TERMINATION_MESSAGE_LIMIT - 2,
+            "cut at a char boundary"
+        );
+        assert!(!written.contains('\n'), "no newline, not even at the end");
         assert_eq!(one_line("a\nb\r\n  c"), "a b c");
+    }
+
+    #[test]
+    fn termination_message_has_no_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("termination-log");
+        write_termination_message(&path, "deadline of 3s exceeded");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"deadline of 3s exceeded".to_vec()
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Test support: running the built binary, free ports, and real servers (dnsmasq, network
-//! namespaces) started for a test and stopped when it ends.
+//! namespaces) started for a test and stopped when it ends; the Kubernetes node of
+//! scripts/kube-up for the end-to-end tests.
 
 #![allow(dead_code)]
 
@@ -7,6 +8,7 @@ pub mod certs;
 pub mod dnsmasq;
 pub mod faults;
 pub mod http;
+pub mod kube;
 pub mod migration_tools;
 pub mod netns;
 pub mod nginx;
