@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -113,7 +114,7 @@ fn zip_entries(archive: File, tree: &mut Tree) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("reading the link target of '{}'", name.escape_debug())
                     })?;
-                let target = PathBuf::from(String::from_utf8_lossy(&target).into_owned());
+                let target = PathBuf::from(std::ffi::OsString::from_vec(target));
                 tree.symlink(&name, &raw, &target)?;
             }
             Some(0o020000 | 0o060000) => return Err(refused(&name, "device file")),
