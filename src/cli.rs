@@ -18,7 +18,7 @@ use crate::runtime::retry::Policy;
 #[derive(Debug, Parser)]
 #[command(
     name = "initbox",
-    version,
+    version = crate::version::VERSION,
     about = "Get a pod ready before its app starts: wait for what it depends on, under a deadline.",
     after_help = "Exit codes: 0 ready, 1 failed (permanent error), 2 usage or configuration error, \
                   124 deadline exceeded, 126/127 the command after -- could not be run, \

@@ -8,6 +8,7 @@ pub mod fs;
 pub mod probe;
 pub mod runtime;
 pub mod text;
+pub mod version;
 
 use std::io::Write;
 use std::path::PathBuf;

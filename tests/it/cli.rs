@@ -342,3 +342,29 @@ fn termination_log_names_the_target_and_last_error() {
     .expect_code(0);
     assert!(!path.exists());
 }
+
+/// `--version` names the version, the commit these sources were checked out at (or "unknown"
+/// outside a git checkout) and the target triple, on one line; `-V` says the same.
+#[test]
+fn version_names_commit_and_target() {
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let commit = std::process::Command::new("git")
+        .args(["-C", manifest_dir, "rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map_or("unknown".to_owned(), |output| {
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        });
+    let long = run(initbox().arg("--version"));
+    long.expect_code(0);
+    let prefix = format!(
+        "initbox {} (commit {commit}, target {}-",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    assert!(long.stdout.starts_with(&prefix), "{:?}", long.stdout);
+    assert!(long.stdout.ends_with("-linux-gnu)\n") || long.stdout.ends_with("-linux-musl)\n"));
+    assert_eq!(long.stdout.lines().count(), 1, "{:?}", long.stdout);
+    assert_eq!(run(initbox().arg("-V")).stdout, long.stdout);
+}
