@@ -87,7 +87,7 @@ pub fn client_config(roots: &Roots, verify: Verify) -> anyhow::Result<Arc<Client
 
 /// The trusted roots, and the certificates of a CA file the user named (none for the system
 /// bundle), which a server may present as its own.
-fn load_roots(roots: &Roots) -> anyhow::Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
+pub fn load_roots(roots: &Roots) -> anyhow::Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
     let mut store = RootCertStore::empty();
     let path = match roots {
         Roots::File(path) => path.clone(),

@@ -2,7 +2,7 @@
 //! state changes, one final event, and the termination message.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,7 +18,20 @@ const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 pub struct Report {
     started: Instant,
     targets: Mutex<Vec<TargetState>>,
+    observer: OnceLock<Observer>,
 }
+
+/// A change of state a person should see outside the logs (`--events` posts each as a
+/// Kubernetes Event on the pod): the text is the log line's, redacted the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `Waiting`, `Ready` or `Failed`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Told of every [`Change`]; must return at once (it runs on the waiting task).
+pub type Observer = Box<dyn Fn(Change) + Send + Sync>;
 
 struct TargetState {
     name: String,
@@ -32,6 +45,18 @@ impl Report {
         Report {
             started,
             targets: Mutex::new(Vec::new()),
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Sends every later change of state to `observer` as well as to the log.
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn tell(&self, reason: &'static str, message: String) {
+        if let Some(observer) = self.observer.get() {
+            observer(Change { reason, message });
         }
     }
 
@@ -45,6 +70,9 @@ impl Report {
             (state.attempts, changed)
         });
         let level = if changed { Level::Warn } else { Level::Debug };
+        if changed {
+            self.tell("Waiting", format!("{target}: {error}"));
+        }
         logging::emit(
             level,
             &format!("{target}: not ready: {error} (attempt {attempt})"),
@@ -125,12 +153,26 @@ impl Report {
                     Level::Info,
                     &format!("done in {elapsed_ms}ms{tries}"),
                     &fields,
-                )
+                );
+                self.tell(
+                    "Ready",
+                    format!(
+                        "ready in {}{tries}",
+                        duration::human(Duration::from_millis(elapsed_ms))
+                    ),
+                );
             }
             Err(error) => {
                 let line = self.failure_line(error, exit);
                 fields.push(("error", json!(line)));
                 logging::emit(Level::Error, &line, &fields);
+                self.tell(
+                    "Failed",
+                    format!(
+                        "{line} (after {})",
+                        duration::human(Duration::from_millis(elapsed_ms))
+                    ),
+                );
                 if let Some(path) = termination_log {
                     write_termination_message(path, &line);
                 }
@@ -248,6 +290,27 @@ mod tests {
         assert_eq!(
             report.not_ready(),
             "db:5432 (connection refused); queue:5672 (no attempt finished)"
+        );
+    }
+
+    #[test]
+    fn observers_hear_each_change_of_state_once_and_the_outcome() {
+        let heard = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let report = Report::new(Instant::now());
+        let sink = heard.clone();
+        report.observe(Box::new(move |change| sink.lock().unwrap().push(change)));
+        report.attempt_failed("db:5432", "connection refused");
+        report.attempt_failed("db:5432", "connection refused");
+        report.attempt_failed("db:5432", "FATAL 57P03");
+        report.finish(&Err(anyhow::anyhow!("db:5432: bad password")), None);
+        let heard = heard.lock().unwrap();
+        let reasons: Vec<&str> = heard.iter().map(|change| change.reason).collect();
+        assert_eq!(reasons, ["Waiting", "Waiting", "Failed"]);
+        assert_eq!(heard[1].message, "db:5432: FATAL 57P03");
+        assert!(
+            heard[2]
+                .message
+                .starts_with("db:5432: bad password (after ")
         );
     }
 

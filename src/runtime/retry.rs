@@ -149,6 +149,7 @@ where
         _ => deadline_exceeded(ctx),
     };
     let mut backoff = Backoff::new(ctx.policy);
+    let mut answered_before = false;
     ctx.report.register(target);
     loop {
         let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -183,11 +184,17 @@ where
             // Without a cap, only the deadline ends an attempt: the work was still going, and
             // the caller knows best how far it got.
             Err(_elapsed) if attempt_cap.is_none() => return Err(expired()),
+            // An attempt the deadline cut short says nothing new about a target that already
+            // failed in its own words: the final line keeps those words.
+            Err(_elapsed) if budget < ctx.policy.attempt_timeout && answered_before => {
+                return Err(expired());
+            }
             Err(_elapsed) => ctx.report.attempt_failed(
                 target,
                 &format!("no answer within {}", duration::format(budget)),
             ),
         }
+        answered_before = true;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -363,6 +370,29 @@ mod tests {
         assert_eq!(budgets.borrow()[0], Duration::from_secs(2));
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         assert_eq!(ctx.report.not_ready(), "blackhole:1 (no answer within 2s)");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_last_attempt_cut_short_by_the_deadline_keeps_the_earlier_reason() {
+        let ctx = ctx(Duration::from_millis(1500));
+        let calls = Cell::new(0);
+        let err = until_ready(&ctx, "db:5432", |_| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n == 1 {
+                    Err::<(), _>(AttemptError::transient(anyhow::anyhow!("28P01")))
+                } else {
+                    // Slower than whatever is left of the deadline.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Err(AttemptError::transient(anyhow::anyhow!("28P01")))
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::DeadlineExceeded);
+        assert_eq!(ctx.report.not_ready(), "db:5432 (28P01)");
     }
 
     #[tokio::test(start_paused = true)]

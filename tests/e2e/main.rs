@@ -11,4 +11,5 @@ mod chain;
 mod failures;
 mod pods;
 mod vault;
+mod wait_k8s;
 mod wait_redis;

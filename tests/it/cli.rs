@@ -85,6 +85,10 @@ fn credentials_in_mistyped_arguments_are_not_repeated() {
         ],
         vec!["wait-redis", "--url", "redis://u:123/S3CRET@h/0"],
         vec!["wait-http", "http://u:1/S3CRET@h/"],
+        vec!["wait-mysql", "--url", "mysql://u:1/S3CRET@h/db"],
+        vec!["wait", "mysql://u:1/S3CRET@h/db"],
+        vec!["wait", "postgres://u:S3CRET@h/db?read_write=perhaps"],
+        vec!["wait", "bogus://u:S3CRET@h/db"],
     ] {
         let result = run(initbox()
             .env("INITBOX_TERMINATION_LOG", &termination)
@@ -177,11 +181,15 @@ fn help_lists_only_implemented_subcommands() {
     assert_eq!(
         commands,
         [
+            "wait",
             "wait-tcp",
             "wait-dns",
             "wait-pg",
             "wait-redis",
             "wait-http",
+            "wait-grpc",
+            "wait-mysql",
+            "wait-k8s",
             "migrate",
             "fetch-vault",
             "render-config",

@@ -7,8 +7,10 @@
 pub mod certs;
 pub mod dnsmasq;
 pub mod faults;
+pub mod grpc;
 pub mod http;
 pub mod kube;
+pub mod mariadb;
 pub mod migration_tools;
 pub mod netns;
 pub mod nginx;
@@ -47,6 +49,18 @@ pub struct Run {
 impl Run {
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr.lines().collect()
+    }
+
+    /// The last line on stderr: the final event.
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or_default()
+    }
+
+    /// Asserts a permanent failure (exit 1) that came at once, its final line naming `text`.
+    pub fn expect_failed_at_once(&self, text: &str) {
+        self.expect_code(1);
+        assert!(self.elapsed < Duration::from_secs(10), "{:?}", self.elapsed);
+        assert!(self.last_line().contains(text), "{}", self.stderr);
     }
 
     /// Asserts the exit code, showing the output when it differs.

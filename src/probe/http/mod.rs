@@ -1,6 +1,8 @@
 //! The HTTP client, built one way for every subcommand that speaks HTTP: rustls with the roots
 //! and verification asked for, initbox's user agent, and a warning when verification is off.
 
+pub mod ready;
+
 use std::path::PathBuf;
 
 use reqwest::Client;
