@@ -7,7 +7,7 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
+    fetch::FetchArgs, fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
     render_config::RenderConfigArgs, wait::WaitArgs, wait_dns::WaitDnsArgs,
     wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_k8s::WaitK8sArgs,
     wait_mysql::WaitMysqlArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs,
@@ -63,6 +63,8 @@ pub enum Command {
     RenderConfig(RenderConfigArgs),
     /// Give a volume an owner and modes; never follows symlinks, skips what is right.
     FixPerms(FixPermsArgs),
+    /// Download files (or unpack archives) over HTTP(S), verified, resumed, written atomically.
+    Fetch(FetchArgs),
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! The dispatch from a parsed subcommand to its implementation.
 
+pub mod fetch;
 pub mod fetch_vault;
 pub mod fix_perms;
 pub mod migrate;
@@ -41,15 +42,17 @@ pub async fn run(command: &Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::FetchVault(args) => fetch_vault::run(args, ctx).await,
         Command::RenderConfig(args) => render_config::run(args, ctx).await,
         Command::FixPerms(args) => fix_perms::run(args, ctx).await,
+        Command::Fetch(args) => fetch::run(args, ctx).await,
     }
 }
 
 /// How long a subcommand may take to stop by itself after a signal or its deadline: migrate
 /// cancels its statement on the server and waits for the rollback, fetch-vault revokes its
-/// token; everything else stops at once.
+/// token, fetch removes a half-unpacked archive; everything else stops at once.
 pub fn stop_grace(command: &Command) -> std::time::Duration {
     match command {
         Command::Migrate(_) | Command::FetchVault(_) => std::time::Duration::from_secs(6),
+        Command::Fetch(_) => std::time::Duration::from_secs(2),
         _ => std::time::Duration::from_millis(200),
     }
 }
@@ -69,6 +72,7 @@ pub fn exec_after(command: &Command) -> Option<&ExecArgs> {
         Command::Migrate(_)
         | Command::FetchVault(_)
         | Command::RenderConfig(_)
-        | Command::FixPerms(_) => None,
+        | Command::FixPerms(_)
+        | Command::Fetch(_) => None,
     }
 }

@@ -194,6 +194,7 @@ fn help_lists_only_implemented_subcommands() {
             "fetch-vault",
             "render-config",
             "fix-perms",
+            "fetch",
             "help"
         ]
     );

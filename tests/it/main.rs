@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod fetch;
 mod fetch_vault;
 mod fix_perms;
 mod migrate;

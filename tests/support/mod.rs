@@ -6,12 +6,14 @@
 
 pub mod certs;
 pub mod dnsmasq;
+pub mod faults;
 pub mod grpc;
 pub mod http;
 pub mod kube;
 pub mod mariadb;
 pub mod migration_tools;
 pub mod netns;
+pub mod nginx;
 pub mod openbao;
 pub mod postgres;
 pub mod redis;
@@ -167,6 +169,16 @@ pub fn require_program(path: &str, package: &str) {
         Path::new(path).exists(),
         "{path} is missing: install the Debian package {package} (.ci/run does)"
     );
+}
+
+/// What is in a directory, by name, sorted: to check that a failed run left nothing behind.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        found.push(entry.unwrap().file_name().to_string_lossy().into_owned());
+    }
+    found.sort();
+    found
 }
 
 /// Polls `condition` every 10 ms for up to 10 s.
