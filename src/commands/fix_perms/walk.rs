@@ -116,6 +116,8 @@ struct Node {
     parent: Option<Arc<Node>>,
     /// A mount point is among its entries: each is examined (see `Walk::holding_mounts`).
     holds_mounts: bool,
+    /// It needs a change itself.
+    differs: bool,
     /// What must finish before the directory itself is changed: its listing, its batches of
     /// entries and its subdirectories.
     pending: AtomicUsize,
@@ -131,6 +133,7 @@ impl Walk<'_> {
     ) -> Arc<Node> {
         Arc::new(Node {
             holds_mounts: !self.holding_mounts.is_empty() && self.holding_mounts.contains(&path),
+            differs: self.fix.want.change(&stat).is_some(),
             fd,
             path,
             stat,
@@ -180,11 +183,13 @@ impl Walk<'_> {
     }
 }
 
-/// One walking thread, with what it keeps to itself: its buffer for directory listings, its
-/// pace and its counts. Between batches it shares only the queue.
+/// One walking thread, with what it keeps to itself: its buffer for directory listings, a batch
+/// to fill, its pace and its counts. Between batches it shares only the queue.
 struct Worker<'w, 'a> {
     walk: &'w Walk<'a>,
     lister: Lister,
+    /// Reused from one directory to the next; only a batch handed to another thread is new.
+    batch: Batch,
     pace: Pace,
     counts: Counts,
 }
@@ -194,6 +199,7 @@ impl<'w, 'a> Worker<'w, 'a> {
         Worker {
             walk,
             lister: Lister::default(),
+            batch: Batch::new(),
             pace: Pace::default(),
             counts: Counts::default(),
         }
@@ -207,11 +213,8 @@ impl<'w, 'a> Worker<'w, 'a> {
         while let Some(job) = self.walk.next() {
             match job {
                 Job::Open { parent, name, id } => self.open(parent, &name, id),
-                Job::Entries { dir, mut batch } => {
-                    let mut subdirs = Vec::new();
-                    self.batch(&dir, &mut batch, &mut subdirs);
-                    self.walk.push(subdirs);
-                    self.finish(dir);
+                Job::Entries { dir, batch } => {
+                    self.fix_batch(dir, batch);
                 }
             }
             self.flush();
@@ -257,7 +260,6 @@ impl<'w, 'a> Worker<'w, 'a> {
     /// doing the last one here.
     fn list(&mut self, node: Arc<Node>) {
         let walk = self.walk;
-        let mut batch = Batch::default();
         while !walk.fix.stopped() {
             let entries = match self.lister.next(node.fd.as_fd()) {
                 Ok(Some(entries)) => entries,
@@ -270,34 +272,38 @@ impl<'w, 'a> Worker<'w, 'a> {
                 }
             };
             for entry in entries {
-                batch.push(entry);
-                if batch.len() == BATCH {
+                self.batch.push(entry);
+                if self.batch.len() == BATCH {
                     node.pending.fetch_add(1, Ordering::Relaxed);
                     walk.push(vec![Job::Entries {
                         dir: node.clone(),
-                        batch: std::mem::take(&mut batch),
+                        batch: std::mem::replace(&mut self.batch, Batch::new()),
                     }]);
                 }
             }
         }
-        let mut subdirs = Vec::new();
-        self.batch(&node, &mut batch, &mut subdirs);
-        walk.push(subdirs);
-        self.finish(node);
+        let batch = std::mem::take(&mut self.batch);
+        self.batch = self.fix_batch(node, batch);
     }
 
-    /// Fixes a batch of entries in the order of their inode numbers: the inodes changed one after
-    /// the other then sit side by side in the filesystem's inode table (the listing's order is
-    /// that of a hash of the names on ext4), which makes each change cheaper.
-    fn batch(&mut self, dir: &Arc<Node>, batch: &mut Batch, subdirs: &mut Vec<Job>) {
+    /// Fixes a batch of entries in the order of their inode numbers (the inodes changed one after
+    /// the other then sit side by side in the filesystem's inode table, while a listing on ext4
+    /// comes in the order of a hash of the names, which makes each change a little dearer), then
+    /// finishes that piece of the directory's work. Returns the batch, emptied, for reuse.
+    fn fix_batch(&mut self, dir: Arc<Node>, mut batch: Batch) -> Batch {
+        let mut subdirs = Vec::new();
         batch.sort_by_inode();
-        self.pace.new_directory();
+        self.pace.new_directory(dir.differs);
         for (kind, name) in batch.iter() {
             if self.fix().stopped() {
-                return;
+                break;
             }
-            self.entry(dir, kind, name, subdirs);
+            self.entry(&dir, kind, name, &mut subdirs);
         }
+        self.walk.push(subdirs);
+        self.finish(dir);
+        batch.clear();
+        batch
     }
 
     /// Examines one entry without following it, unless the pace says to change it at once: a
@@ -377,20 +383,22 @@ impl<'w, 'a> Worker<'w, 'a> {
 
 /// Whether a thread examines the next entry before changing it. Examining costs a system call
 /// that pays off only when the entry turns out to be right already: after `TO_UNEXAMINED`
-/// examined entries in a row that all needed a change, entries are changed without examining
-/// them, except the first of each batch and one in `PROBE_EVERY`, which are examined to notice
-/// entries that are right; the first such one goes back to examining every entry.
+/// examinations in a row that all found something to change, entries are changed without
+/// examining them, except one in `PROBE_EVERY`, examined to notice when entries are right again;
+/// the first that is right goes back to examining every entry. The directory an entry is in,
+/// which is always examined, counts as an examination of its first entry: a directory that is
+/// right has its entries examined.
 #[derive(Debug, Default)]
 struct Pace {
     unexamined: bool,
-    /// Examined entries in a row that needed a change.
+    /// Examinations in a row that found something to change.
     differing: u32,
     /// Entries to change unexamined before the next is examined.
     until_probe: u32,
 }
 
 const TO_UNEXAMINED: u32 = 16;
-const PROBE_EVERY: u32 = 64;
+const PROBE_EVERY: u32 = 128;
 
 impl Pace {
     fn skip_examining(&mut self) -> bool {
@@ -405,8 +413,11 @@ impl Pace {
         true
     }
 
-    fn new_directory(&mut self) {
-        self.until_probe = 0;
+    /// The entries of a directory come next; `differed` tells whether the directory itself
+    /// needed a change.
+    fn new_directory(&mut self, differed: bool) {
+        self.examined(differed);
+        self.until_probe = PROBE_EVERY - 1;
     }
 
     fn examined(&mut self, differed: bool) {
@@ -420,27 +431,40 @@ impl Pace {
     }
 }
 
-/// Entries of one directory, packed: their names in one buffer, and per entry its inode number,
-/// type and where its name starts, so a batch costs two allocations however many entries it
-/// holds, and sorting it moves small fixed records, not names.
+/// Entries of one directory, packed: their names in one buffer, and per entry its type and
+/// where its name starts, so a batch is allocated once and refilled; the order to take them in
+/// is sorted as plain numbers. (`Batch::default()` allocates nothing: it is what is left in
+/// place of a batch taken away.)
 #[derive(Default)]
 struct Batch {
     names: Vec<u8>,
     slots: Vec<Slot>,
+    /// Per entry, its inode number (the low 48 bits: enough to order them) above its index in
+    /// `slots` (the low 16 bits).
+    order: Vec<u64>,
 }
 
 #[derive(Clone, Copy)]
 struct Slot {
-    ino: u64,
     start: u32,
     kind: Kind,
 }
 
 impl Batch {
+    /// Room for BATCH entries with names of up to 15 bytes, without growing.
+    fn new() -> Self {
+        Batch {
+            names: Vec::with_capacity(BATCH * 16),
+            slots: Vec::with_capacity(BATCH),
+            order: Vec::with_capacity(BATCH),
+        }
+    }
+
     fn push(&mut self, entry: Entry<'_>) {
+        // At most BATCH (< 2^16) entries, with names of at most 255 bytes.
+        let index = self.slots.len() as u64;
+        self.order.push((entry.ino << 16) | index);
         self.slots.push(Slot {
-            ino: entry.ino,
-            // At most BATCH names of at most 255 bytes.
             start: self.names.len() as u32,
             kind: entry.kind,
         });
@@ -451,12 +475,20 @@ impl Batch {
         self.slots.len()
     }
 
-    fn sort_by_inode(&mut self) {
-        self.slots.sort_unstable_by_key(|slot| slot.ino);
+    fn clear(&mut self) {
+        self.names.clear();
+        self.slots.clear();
+        self.order.clear();
     }
 
+    fn sort_by_inode(&mut self) {
+        self.order.sort_unstable();
+    }
+
+    /// The entries, in the order sorted last (or as pushed).
     fn iter(&self) -> impl Iterator<Item = (Kind, &CStr)> {
-        self.slots.iter().filter_map(|slot| {
+        self.order.iter().filter_map(|key| {
+            let slot = self.slots[(key & 0xffff) as usize];
             let name = CStr::from_bytes_until_nul(&self.names[slot.start as usize..]).ok()?;
             Some((slot.kind, name))
         })
@@ -497,16 +529,26 @@ mod tests {
             assert!(!pace.skip_examining());
             pace.examined(true);
         }
-        // The first of a directory is examined, then PROBE_EVERY - 1 are not.
-        pace.new_directory();
-        assert!(!pace.skip_examining());
-        pace.examined(true);
+        // A directory that differs too: PROBE_EVERY - 1 of its entries are not examined, then
+        // one is.
+        pace.new_directory(true);
         let skipped = (0..PROBE_EVERY - 1)
             .filter(|_| pace.skip_examining())
             .count();
         assert_eq!(skipped as u32, PROBE_EVERY - 1);
-        // The probe finds an entry that is right: every entry is examined again.
         assert!(!pace.skip_examining());
+        pace.examined(true);
+        assert!(pace.skip_examining());
+        // A directory that is right has its entries examined.
+        pace.new_directory(false);
+        assert!(!pace.skip_examining());
+        pace.examined(true);
+        assert!(!pace.skip_examining());
+        // So does one found right by a probe.
+        for _ in 0..TO_UNEXAMINED {
+            pace.examined(true);
+        }
+        assert!(pace.skip_examining());
         pace.examined(false);
         assert!(!pace.skip_examining());
     }
