@@ -300,6 +300,9 @@ impl<'w, 'a> Worker<'w, 'a> {
             }
             self.entry(&dir, kind, name, &mut subdirs);
         }
+        // The queue is last in, first out: reversed, the subdirectories are taken in the order of
+        // their inode numbers too.
+        subdirs.reverse();
         self.walk.push(subdirs);
         self.finish(dir);
         batch.clear();
