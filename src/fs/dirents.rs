@@ -8,11 +8,6 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use nix::errno::Errno;
 use nix::libc;
 
-/// Bytes read per system call: about 2,700 entries with short names, so a directory of a
-/// million entries takes a few hundred calls (libc's readdir reads 2 KiB at a time with musl,
-/// 32 KiB with glibc).
-const BUFFER: usize = 64 * 1024;
-
 /// What d_type says an entry is. `Unknown` is allowed by the kernel for any entry (some
 /// filesystems never fill the type in): such an entry has to be examined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,21 +41,26 @@ pub struct Entry<'a> {
 }
 
 /// A buffer to list directories with, one per thread, reused for every directory.
+/// (`Lister::default()` is an empty one, which allocates nothing and reads nothing.)
+#[derive(Default)]
 pub struct Lister {
     buffer: Vec<u8>,
 }
 
-impl Default for Lister {
-    fn default() -> Self {
+/// Bytes read per system call: about 2,700 entries with short names, so a directory of a
+/// million entries takes a few hundred calls (libc's readdir reads 2 KiB at a time with musl,
+/// 32 KiB with glibc). An entry's place in the buffer fits in 16 bits.
+const BUFFER: usize = 64 * 1024;
+
+impl Lister {
+    pub fn new() -> Self {
         Lister {
             buffer: vec![0; BUFFER],
         }
     }
-}
 
-impl Lister {
-    /// The next entries of `dir` (`.` and `..` left out), or `None` once all were read. The
-    /// directory's file offset moves on, so only one thread may list a given descriptor.
+    /// The next entries of `dir`, or `None` once all were read. The directory's file offset
+    /// moves on, so only one thread may list a given descriptor.
     pub fn next(&mut self, dir: BorrowedFd<'_>) -> Result<Option<Entries<'_>>, Errno> {
         let filled = loop {
             // SAFETY: the kernel writes at most `len` bytes into the buffer, which is ours and
@@ -88,7 +88,8 @@ impl Lister {
     }
 }
 
-/// The entries of one read, in the order the kernel gave them.
+/// The entries of one read.
+#[derive(Clone, Copy)]
 pub struct Entries<'a> {
     bytes: &'a [u8],
 }
@@ -96,28 +97,40 @@ pub struct Entries<'a> {
 /// struct linux_dirent64: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), d_name.
 const NAME_AT: usize = 19;
 
-impl<'a> Iterator for Entries<'a> {
-    type Item = Entry<'a>;
-
-    fn next(&mut self) -> Option<Entry<'a>> {
-        loop {
-            let header = self.bytes.get(..NAME_AT)?;
-            let length = usize::from(u16::from_ne_bytes([header[16], header[17]]));
-            let record = self.bytes.get(NAME_AT..length.max(NAME_AT))?;
-            self.bytes = &self.bytes[length.max(NAME_AT)..];
-            let Ok(name) = CStr::from_bytes_until_nul(record) else {
-                continue;
-            };
-            if name == c"." || name == c".." {
-                continue;
-            }
+impl<'a> Entries<'a> {
+    /// Every record's inode number and place, in the order the kernel gave them, without
+    /// reading names (so `.` and `..` are among them): to sort by, then to find each entry
+    /// again with [`Entries::at`].
+    pub fn places(self) -> impl Iterator<Item = (u64, u16)> + 'a {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let header = self.bytes.get(at..at + NAME_AT)?;
             let ino = u64::from_ne_bytes(header[..8].try_into().ok()?);
-            return Some(Entry {
-                ino,
-                kind: Kind::from_d_type(header[18]),
-                name,
-            });
+            let place = at as u16;
+            at += usize::from(u16::from_ne_bytes([header[16], header[17]])).max(NAME_AT);
+            Some((ino, place))
+        })
+    }
+
+    /// The entry at a place [`Entries::places`] gave; `None` for `.` and `..`.
+    pub fn at(self, place: u16) -> Option<Entry<'a>> {
+        let at = usize::from(place);
+        let header = self.bytes.get(at..at + NAME_AT)?;
+        let length = usize::from(u16::from_ne_bytes([header[16], header[17]]));
+        let name = CStr::from_bytes_until_nul(self.bytes.get(at + NAME_AT..at + length)?).ok()?;
+        if name == c"." || name == c".." {
+            return None;
         }
+        Some(Entry {
+            ino: u64::from_ne_bytes(header[..8].try_into().ok()?),
+            kind: Kind::from_d_type(header[18]),
+            name,
+        })
+    }
+
+    /// The entries (without `.` and `..`), in the order the kernel gave them.
+    pub fn iter(self) -> impl Iterator<Item = Entry<'a>> + 'a {
+        self.places().filter_map(move |(_, place)| self.at(place))
     }
 }
 
@@ -141,18 +154,21 @@ mod tests {
             std::fs::write(root.join(format!("{long}{index}")), b"").unwrap();
         }
         let dir = std::fs::File::open(root).unwrap();
-        let mut lister = Lister::default();
+        let mut lister = Lister::new();
         let mut found = BTreeMap::new();
-        let mut reads = 0;
+        let (mut reads, mut places) = (0, 0);
         while let Some(entries) = lister.next(dir.as_fd()).unwrap() {
             reads += 1;
-            for entry in entries {
+            places += entries.places().count();
+            for entry in entries.iter() {
                 let name = entry.name.to_str().unwrap().to_owned();
                 assert!(found.insert(name, (entry.ino, entry.kind)).is_none());
             }
         }
         assert!(reads > 1, "one read of {BUFFER} bytes held every name");
         assert_eq!(found.len(), 1002);
+        // `.` and `..` have places too.
+        assert_eq!(places, 1004);
         assert_eq!(found["dir"].1, Kind::Dir);
         assert_eq!(found["link"].1, Kind::Symlink);
         let file = format!("{long}7");

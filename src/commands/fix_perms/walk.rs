@@ -183,11 +183,14 @@ impl Walk<'_> {
     }
 }
 
-/// One walking thread, with what it keeps to itself: its buffer for directory listings, a batch
-/// to fill, its pace and its counts. Between batches it shares only the queue.
+/// One walking thread, with what it keeps to itself: its buffer for directory listings, what
+/// it sorts them with, a batch to fill, its pace and its counts. Between directories (or
+/// batches) it shares only the queue.
 struct Worker<'w, 'a> {
     walk: &'w Walk<'a>,
     lister: Lister,
+    /// Keys to take one listing's entries in the order of their inode numbers.
+    order: Vec<u64>,
     /// Reused from one directory to the next; only a batch handed to another thread is new.
     batch: Batch,
     pace: Pace,
@@ -198,7 +201,8 @@ impl<'w, 'a> Worker<'w, 'a> {
     fn new(walk: &'w Walk<'a>) -> Self {
         Worker {
             walk,
-            lister: Lister::default(),
+            lister: Lister::new(),
+            order: Vec::new(),
             batch: Batch::new(),
             pace: Pace::default(),
             counts: Counts::default(),
@@ -256,12 +260,21 @@ impl<'w, 'a> Worker<'w, 'a> {
         }
     }
 
-    /// Reads a directory's entries, handing out full batches to other threads as they fill and
-    /// doing the last one here.
+    /// Reads a directory's entries and fixes them. The only thread fixes them straight from
+    /// the listing's buffer; one of several hands out full batches to the others as they fill
+    /// and does the last one itself.
     fn list(&mut self, node: Arc<Node>) {
         let walk = self.walk;
+        let alone = walk.fix.workers == 1;
+        // Taken out while the entries borrow them; `entry` needs the rest of `self`.
+        let mut lister = std::mem::take(&mut self.lister);
+        let mut order = std::mem::take(&mut self.order);
+        let mut subdirs = Vec::new();
+        if alone {
+            self.pace.new_directory(node.differs);
+        }
         while !walk.fix.stopped() {
-            let entries = match self.lister.next(node.fd.as_fd()) {
+            let entries = match lister.next(node.fd.as_fd()) {
                 Ok(Some(entries)) => entries,
                 Ok(None) => break,
                 Err(errno) => {
@@ -271,25 +284,52 @@ impl<'w, 'a> Worker<'w, 'a> {
                     break;
                 }
             };
-            for entry in entries {
-                self.batch.push(entry);
-                if self.batch.len() == BATCH {
-                    node.pending.fetch_add(1, Ordering::Relaxed);
-                    walk.push(vec![Job::Entries {
-                        dir: node.clone(),
-                        batch: std::mem::replace(&mut self.batch, Batch::new()),
-                    }]);
+            if !alone {
+                for entry in entries.iter() {
+                    self.batch.push(entry);
+                    if self.batch.len() == BATCH {
+                        node.pending.fetch_add(1, Ordering::Relaxed);
+                        walk.push(vec![Job::Entries {
+                            dir: node.clone(),
+                            batch: std::mem::replace(&mut self.batch, Batch::new()),
+                        }]);
+                    }
+                }
+                continue;
+            }
+            // Sorted by inode number (the low 48 bits: enough to order them), see `fix_batch`.
+            order.clear();
+            order.extend(
+                entries
+                    .places()
+                    .map(|(ino, place)| (ino << 16) | u64::from(place)),
+            );
+            order.sort_unstable();
+            for key in &order {
+                if walk.fix.stopped() {
+                    break;
+                }
+                if let Some(entry) = entries.at(*key as u16) {
+                    self.entry(&node, entry.kind, entry.name, &mut subdirs);
                 }
             }
         }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch = self.fix_batch(node, batch);
+        self.lister = lister;
+        self.order = order;
+        if alone {
+            self.end_of(node, subdirs);
+        } else {
+            let batch = std::mem::take(&mut self.batch);
+            self.batch = self.fix_batch(node, batch);
+        }
     }
 
-    /// Fixes a batch of entries in the order of their inode numbers (the inodes changed one after
-    /// the other then sit side by side in the filesystem's inode table, while a listing on ext4
-    /// comes in the order of a hash of the names, which makes each change a little dearer), then
-    /// finishes that piece of the directory's work. Returns the batch, emptied, for reuse.
+    /// Fixes a batch of entries in the order of their inode numbers, then ends that piece of the
+    /// directory's work. Returns the batch, emptied, for reuse.
+    ///
+    /// Why that order: the inodes changed one after the other then sit side by side in the
+    /// filesystem's inode table, while a listing on ext4 comes in the order of a hash of the
+    /// names, which makes each change a little dearer.
     fn fix_batch(&mut self, dir: Arc<Node>, mut batch: Batch) -> Batch {
         let mut subdirs = Vec::new();
         batch.sort_by_inode();
@@ -300,13 +340,19 @@ impl<'w, 'a> Worker<'w, 'a> {
             }
             self.entry(&dir, kind, name, &mut subdirs);
         }
-        // The queue is last in, first out: reversed, the subdirectories are taken in the order of
-        // their inode numbers too.
+        self.end_of(dir, subdirs);
+        batch.clear();
+        batch
+    }
+
+    /// A piece of a directory's work is done: its subdirectories are queued, and the directory
+    /// is finished if that was the last piece.
+    fn end_of(&mut self, dir: Arc<Node>, mut subdirs: Vec<Job>) {
+        // The queue is last in, first out: reversed, the subdirectories are taken in the order
+        // of their inode numbers too.
         subdirs.reverse();
         self.walk.push(subdirs);
         self.finish(dir);
-        batch.clear();
-        batch
     }
 
     /// Examines one entry without following it, unless the pace says to change it at once: a
@@ -434,9 +480,9 @@ impl Pace {
     }
 }
 
-/// Entries of one directory, packed: their names in one buffer, and per entry its type and
-/// where its name starts, so a batch is allocated once and refilled; the order to take them in
-/// is sorted as plain numbers. (`Batch::default()` allocates nothing: it is what is left in
+/// Entries of one directory, to hand to another thread: their names in one buffer, and per
+/// entry its type and where its name starts, so a batch is allocated once and refilled; the
+/// order to take them in is sorted as plain numbers. (`Batch::default()` allocates nothing: it is what is left in
 /// place of a batch taken away.)
 #[derive(Default)]
 struct Batch {
