@@ -870,24 +870,32 @@ fn where_every_entry_differs_owners_change_unexamined_and_symlinks_are_still_not
         "--dry-run examines every entry"
     );
 
-    let result = run(&mut fix_perms(
-        &["--owner", APP, "--log-format", "json"],
-        &[&root],
-    ));
-    result.expect_code(0);
-    let summary = summary(&result.stderr);
-    let entries = entries(&root);
-    assert_eq!(summary["changed"], entries.len() as u64);
-    assert!(
-        summary["unexamined"].as_u64().unwrap() > 200,
-        "{}",
-        result.stderr
-    );
-    for (path, meta) in &entries {
-        assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "{}", path.display());
+    // One thread fixes entries straight from the directory listing, several share batches.
+    for threads in ["1", "2"] {
+        let reset = Command::new("chown")
+            .args(["-R", "-h", "0:0"])
+            .arg(&root)
+            .status();
+        assert!(reset.unwrap().success());
+        let result = run(&mut fix_perms(
+            &["--owner", APP, "--log-format", "json", "--threads", threads],
+            &[&root],
+        ));
+        result.expect_code(0);
+        let summary = summary(&result.stderr);
+        let entries = entries(&root);
+        assert_eq!(summary["changed"], entries.len() as u64);
+        assert!(
+            summary["unexamined"].as_u64().unwrap() > 200,
+            "{}",
+            result.stderr
+        );
+        for (path, meta) in &entries {
+            assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "{}", path.display());
+        }
+        assert_eq!(owner(&secret), (0, 0));
+        assert_eq!(owner(&secret_dir), (0, 0));
     }
-    assert_eq!(owner(&secret), (0, 0));
-    assert_eq!(owner(&secret_dir), (0, 0));
 }
 
 #[test]

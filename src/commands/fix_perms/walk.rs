@@ -98,11 +98,12 @@ struct Queue {
 
 enum Job {
     /// A subdirectory found in `parent`, opened and listed by whichever thread takes the job.
-    /// `id` (st_dev, st_ino) is what the examination found, checked again once it is open.
+    /// `id` (st_dev, st_ino) is what an examination found before, if one was needed (the
+    /// listing did not give the type), checked again once it is open.
     Open {
         parent: Arc<Node>,
         name: CString,
-        id: (dev_t, ino_t),
+        id: Option<(dev_t, ino_t)>,
     },
     /// A batch of entries from one directory.
     Entries { dir: Arc<Node>, batch: Batch },
@@ -232,23 +233,30 @@ impl<'w, 'a> Worker<'w, 'a> {
         self.fix().tally.add(&mut self.counts);
     }
 
-    fn open(&mut self, parent: Arc<Node>, name: &CStr, id: (dev_t, ino_t)) {
+    /// Opens a subdirectory and examines it there (`fstat` on its descriptor, which is what the
+    /// one-filesystem rule and its own change go by), then lists it.
+    fn open(&mut self, parent: Arc<Node>, name: &CStr, id: Option<(dev_t, ino_t)>) {
+        let fix = self.fix();
         let path = parent.path.join(OsStr::from_bytes(name.to_bytes()));
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let opened = openat(parent.fd.as_fd(), name, flags, Mode::empty())
             .and_then(|fd| fstat(&fd).map(|stat| (fd, stat)));
-        let tally = &self.fix().tally;
+        let tally = &fix.tally;
         match opened {
-            Ok((fd, stat)) if (stat.st_dev, stat.st_ino) == id => {
+            Ok((_, stat)) if !fix.cross_mounts && stat.st_dev != self.walk.dev => {
+                tally.other_filesystem(&path);
+                self.finish(parent);
+            }
+            Ok((fd, stat)) if id.is_none_or(|id| id == (stat.st_dev, stat.st_ino)) => {
                 let node = self.walk.node(fd, path, stat, Some(parent));
                 self.list(node);
             }
-            // Renamed away since it was examined: nothing left here to fix.
+            // Renamed away since it was listed: nothing left here to fix.
             Err(Errno::ENOENT) => {
                 self.counts.skipped += 1;
                 self.finish(parent);
             }
-            // Swapped for a symlink, a file or another directory since it was examined.
+            // Swapped for a symlink, a file or another directory since it was listed.
             Ok(_) | Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 tally.failed(&path, "replaced during the walk, not entered");
                 self.finish(parent);
@@ -356,11 +364,17 @@ impl<'w, 'a> Worker<'w, 'a> {
     }
 
     /// Examines one entry without following it, unless the pace says to change it at once: a
-    /// directory becomes a job, anything else is fixed on the spot.
+    /// directory becomes a job (examined once open), anything else is fixed on the spot.
     fn entry(&mut self, dir: &Arc<Node>, kind: Kind, name: &CStr, subdirs: &mut Vec<Job>) {
         let fix = self.fix();
         self.counts.scanned += 1;
         let path = || dir.path.join(OsStr::from_bytes(name.to_bytes()));
+        if kind == Kind::Dir {
+            if !fix.cross_mounts && dir.holds_mounts && self.walk.mount_points.contains(&path()) {
+                return fix.tally.other_filesystem(&path());
+            }
+            return self.subdirectory(dir, name, None, subdirs);
+        }
         let may_skip = !dir.holds_mounts && fix.may_change_unexamined(kind);
         if may_skip && self.pace.skip_examining() {
             return match Change::OWNER.apply(Target::At(dir.fd.as_fd(), name), &fix.want) {
@@ -386,13 +400,7 @@ impl<'w, 'a> Worker<'w, 'a> {
             return fix.tally.other_filesystem(&path());
         }
         if is(&stat, SFlag::S_IFDIR) {
-            dir.pending.fetch_add(1, Ordering::Relaxed);
-            subdirs.push(Job::Open {
-                parent: dir.clone(),
-                name: name.to_owned(),
-                id: (stat.st_dev, stat.st_ino),
-            });
-            return;
+            return self.subdirectory(dir, name, Some((stat.st_dev, stat.st_ino)), subdirs);
         }
         let differed = fix.entry(
             Target::At(dir.fd.as_fd(), name),
@@ -403,6 +411,21 @@ impl<'w, 'a> Worker<'w, 'a> {
         if may_skip {
             self.pace.examined(differed);
         }
+    }
+
+    fn subdirectory(
+        &mut self,
+        dir: &Arc<Node>,
+        name: &CStr,
+        id: Option<(dev_t, ino_t)>,
+        subdirs: &mut Vec<Job>,
+    ) {
+        dir.pending.fetch_add(1, Ordering::Relaxed);
+        subdirs.push(Job::Open {
+            parent: dir.clone(),
+            name: name.to_owned(),
+            id,
+        });
     }
 
     /// One piece of a directory's work is over; when it was the last, the directory itself is
