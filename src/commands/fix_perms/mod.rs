@@ -21,6 +21,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, lstat};
 use serde_json::json;
 
 use crate::fs::atomic::{self, Owner};
+use crate::fs::dirents;
 use crate::runtime::ctx::Ctx;
 use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
@@ -28,7 +29,6 @@ use crate::runtime::retry;
 use crate::runtime::signal;
 use crate::text::error_text;
 
-use crate::fs::dirents::Kind;
 use change::{Target, Want};
 use cpus::Cpus;
 use tally::{Counts, Tally};
@@ -175,12 +175,13 @@ impl Fix {
     /// without being examined: not with --dry-run (which prints only what differs), never a
     /// directory (examined for the mount check) or an entry of unknown type, and not a file
     /// when --file-mode asks for a mode, which is set only where it differs.
-    fn may_change_unexamined(&self, kind: Kind) -> bool {
+    fn may_change_unexamined(&self, kind: dirents::Kind) -> bool {
+        use dirents::Kind::*;
         !self.dry_run
             && match kind {
-                Kind::Symlink => true,
-                Kind::File | Kind::Special => self.want.file_mode.is_none(),
-                Kind::Dir | Kind::Unknown => false,
+                Symlink => true,
+                File | Special => self.want.file_mode.is_none(),
+                Dir | Unknown => false,
             }
     }
 
@@ -216,10 +217,10 @@ struct Root {
     /// As given, without trailing slashes: used in messages and --dry-run output.
     path: PathBuf,
     stat: FileStat,
-    kind: RootKind,
+    kind: Kind,
 }
 
-enum RootKind {
+enum Kind {
     Dir(OwnedFd),
     /// A regular file, changed by name relative to its directory like any entry in a walk.
     File {
@@ -250,7 +251,7 @@ impl Root {
                 .map_err(|errno| unusable(given, "cannot open", errno))?;
             let opened = fstat(&fd).map_err(|errno| unusable(given, "cannot examine", errno))?;
             same_entry(&stat, &opened, &path)?;
-            RootKind::Dir(fd)
+            Kind::Dir(fd)
         } else if is(&stat, SFlag::S_IFREG) {
             let dir = match path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -269,7 +270,7 @@ impl Root {
             let opened = fstatat(&parent, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|errno| unusable(given, "cannot examine", errno))?;
             same_entry(&stat, &opened, &path)?;
-            RootKind::File { parent, name }
+            Kind::File { parent, name }
         } else if is(&stat, SFlag::S_IFLNK) {
             return Err(exit::usage(format!(
                 "{shown} is a symlink (to {}): symlinks are never followed, give the path it points to",
@@ -300,7 +301,7 @@ impl Root {
             return fix.tally.skipped();
         }
         match kind {
-            RootKind::File { parent, name } => {
+            Kind::File { parent, name } => {
                 fix.entry(
                     Target::At(parent.as_fd(), &name),
                     &stat,
@@ -308,7 +309,7 @@ impl Root {
                     &mut counts,
                 );
             }
-            RootKind::Dir(fd) => {
+            Kind::Dir(fd) => {
                 let errors = fix.tally.errors();
                 match fd.try_clone() {
                     Ok(walked) => walk::below(fix, walked, path.clone(), stat),
