@@ -1,8 +1,5 @@
-//! Files and directories: writing files other containers read atomically, with the mode and
-//! owner asked for; unpacking archives into a directory without letting an entry escape it;
-//! listing directories; the mount table.
+//! Writing files that other containers read: atomically, with the mode and owner asked for; and
+//! unpacking archives into a directory without letting an entry escape it.
 
 pub mod atomic;
-pub mod dirents;
 pub mod extract;
-pub mod mountinfo;
