@@ -20,18 +20,20 @@ RUNS = 5
 FILES = 200
 
 
-def write_migrations(directory, style):
-    """200 files: a table, then inserts and ALTERs, the same SQL for every tool."""
+def write_migrations(directory, files=FILES, dbmate_sections=False):
+    """`files` files: a table, then inserts and ALTERs, the same SQL for every tool; with
+    dbmate_sections, each wrapped in dbmate's `-- migrate:up` / `-- migrate:down`."""
     os.makedirs(directory)
-    for n in range(1, FILES + 1):
+    for n in range(1, files + 1):
         if n == 1:
             sql = "CREATE TABLE bench_items (id bigint PRIMARY KEY, note text);\n"
         elif n % 10 == 0:
             sql = f"ALTER TABLE bench_items ADD COLUMN c{n} int;\n"
         else:
             sql = f"INSERT INTO bench_items (id, note) VALUES ({n}, 'migration {n}');\n"
-        name = f"{n:04d}_step_{n}.sql" if style == "initbox" else f"{n:04d}_step_{n}.sql"
-        with open(os.path.join(directory, name), "w") as handle:
+        if dbmate_sections:
+            sql = f"-- migrate:up\n{sql}\n-- migrate:down\n"
+        with open(os.path.join(directory, f"{n:04d}_step_{n}.sql"), "w") as handle:
             handle.write(sql)
 
 
@@ -87,7 +89,7 @@ def main():
     try:
         primary.setup()
         files = os.path.join(base, "migrations")
-        write_migrations(files, "initbox")
+        write_migrations(files)
         results = {}
         tools = {
             "initbox migrate": lambda url: timed([initbox, "-q", "migrate", "--dir", files],

@@ -17,26 +17,11 @@ import threading
 import time
 
 import servers
+from migrate_bench import write_migrations
 
 RUNNERS = 200
 FILES = 50
 RUNS = 3
-
-
-def write_migrations(directory, dbmate_sections):
-    """The same SQL for every tool: a table, then inserts and ALTERs."""
-    os.makedirs(directory)
-    for n in range(1, FILES + 1):
-        if n == 1:
-            sql = "CREATE TABLE bench_items (id bigint PRIMARY KEY, note text);\n"
-        elif n % 10 == 0:
-            sql = f"ALTER TABLE bench_items ADD COLUMN c{n} int;\n"
-        else:
-            sql = f"INSERT INTO bench_items (id, note) VALUES ({n}, 'migration {n}');\n"
-        if dbmate_sections:
-            sql = f"-- migrate:up\n{sql}\n-- migrate:down\n"
-        with open(os.path.join(directory, f"{n:04d}_step_{n}.sql"), "w") as handle:
-            handle.write(sql)
 
 
 class ConnectionWatch:
@@ -104,8 +89,8 @@ def main():
         primary.setup()
         plain = os.path.join(base, "plain")
         sections = os.path.join(base, "dbmate")
-        write_migrations(plain, False)
-        write_migrations(sections, True)
+        write_migrations(plain, FILES)
+        write_migrations(sections, FILES, dbmate_sections=True)
         tools = {
             "initbox migrate, 1 runner": (1, lambda url, i: [initbox, "-q", "migrate", "--dir", plain]),
             f"initbox migrate, {RUNNERS} runners": (RUNNERS, lambda url, i: [initbox, "-q", "migrate", "--dir", plain]),
