@@ -7,9 +7,11 @@ use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::commands::{
-    fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
-    render_config::RenderConfigArgs, wait_dns::WaitDnsArgs, wait_http::WaitHttpArgs,
-    wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs, wait_tcp::WaitTcpArgs,
+    fetch::FetchArgs, fetch_vault::FetchVaultArgs, fix_perms::FixPermsArgs, migrate::MigrateArgs,
+    render_config::RenderConfigArgs, wait::WaitArgs, wait_dns::WaitDnsArgs,
+    wait_grpc::WaitGrpcArgs, wait_http::WaitHttpArgs, wait_k8s::WaitK8sArgs,
+    wait_mysql::WaitMysqlArgs, wait_pg::WaitPgArgs, wait_redis::WaitRedisArgs,
+    wait_tcp::WaitTcpArgs,
 };
 use crate::runtime::duration;
 use crate::runtime::logging::LogFormat;
@@ -18,7 +20,7 @@ use crate::runtime::retry::Policy;
 #[derive(Debug, Parser)]
 #[command(
     name = "initbox",
-    version,
+    version = crate::version::VERSION,
     about = "Get a pod ready before its app starts: wait for what it depends on, under a deadline.",
     after_help = "Exit codes: 0 ready, 1 failed (permanent error), 2 usage or configuration error, \
                   124 deadline exceeded, 126/127 the command after -- could not be run, \
@@ -34,6 +36,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Wait for every URI (tcp, postgres, redis, http, dns, file, grpc, mysql, k8s) at once.
+    Wait(WaitArgs),
     /// Wait until every TARGET accepts a TCP connection.
     WaitTcp(WaitTcpArgs),
     /// Wait until every NAME resolves in DNS (no answer cache: late names are seen).
@@ -44,6 +48,13 @@ pub enum Command {
     WaitRedis(WaitRedisArgs),
     /// Wait until every URL answers with an accepted HTTP status.
     WaitHttp(WaitHttpArgs),
+    /// Wait until every gRPC server's health service answers SERVING.
+    WaitGrpc(WaitGrpcArgs),
+    /// Wait until MySQL or MariaDB accepts a login and answers a query.
+    WaitMysql(WaitMysqlArgs),
+    /// Wait for Kubernetes objects: a Job complete, a rollout done, pods ready, endpoints.
+    #[command(name = "wait-k8s")]
+    WaitK8s(WaitK8sArgs),
     /// Apply PostgreSQL migrations once, however many replicas run this at the same time.
     Migrate(MigrateArgs),
     /// Log in to Vault or OpenBao, write KV secrets to files atomically, revoke the token.
@@ -52,6 +63,8 @@ pub enum Command {
     RenderConfig(RenderConfigArgs),
     /// Give a volume an owner and modes; never follows symlinks, skips what is right.
     FixPerms(FixPermsArgs),
+    /// Download files (or unpack archives) over HTTP(S), verified, resumed, written atomically.
+    Fetch(FetchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +118,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "INITBOX_TERMINATION_LOG", value_name = "PATH",
           value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub termination_log: Option<PathBuf>,
+
+    /// Also post each change of state as a Kubernetes Event on this pod (POD_NAME and
+    /// POD_NAMESPACE from the downward API), for `kubectl describe pod`.
+    #[arg(long, global = true, env = "INITBOX_EVENTS")]
+    pub events: bool,
 }
 
 impl GlobalArgs {

@@ -8,12 +8,14 @@ pub mod fs;
 pub mod probe;
 pub mod runtime;
 pub mod text;
+pub mod version;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use cli::Cli;
+use probe::k8s::events::Poster;
 use runtime::ctx::Ctx;
 use runtime::exit::{self, Exit};
 use runtime::logging::{self, Level, LogFormat};
@@ -21,6 +23,9 @@ use runtime::redact;
 use runtime::report::{self, Report};
 use runtime::retry;
 use runtime::signal::{self, Cancel};
+
+/// How long the last Events (the outcome's among them) may take to post before the process ends.
+const EVENTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs a parsed command line to the end and returns the exit code. After success with a
 /// command after `--`, it does not return: the command replaces this process.
@@ -44,6 +49,13 @@ pub fn run(cli: Cli) -> u8 {
             }
         };
         let ctx = Ctx::new(cli.global.timeout, cli.global.policy(), cancel.clone());
+        let events = match cli.global.events.then(Poster::start).transpose() {
+            Ok(events) => events,
+            Err(error) => return (fail_before_start(error, termination_log.clone()), None),
+        };
+        if let Some(events) = &events {
+            ctx.report.observe(events.observer());
+        }
         let work = async {
             cli.global.policy().validate()?;
             commands::preflight(&cli.command)?;
@@ -54,6 +66,9 @@ pub fn run(cli: Cli) -> u8 {
             error = backstop(&ctx, commands::stop_grace(&cli.command)) => Err(error),
         };
         let exit = ctx.report.finish(&result, termination_log.as_deref());
+        if let Some(events) = events {
+            events.finish(EVENTS_FLUSH).await;
+        }
         (exit.code(), Some(cancel))
     });
     // Lookups still running on blocking threads (getaddrinfo cannot be cancelled) must not keep

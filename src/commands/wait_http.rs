@@ -1,217 +1,37 @@
-//! wait-http: ready when every URL answers with an accepted status (and, if asked, a body that
-//! contains a given text).
+//! wait-http: ready when every URL answers with an accepted status (the http:// probe).
 
-use std::ops::RangeInclusive;
-use std::path::PathBuf;
-
-use anyhow::anyhow;
-use futures_util::future::try_join_all;
-use reqwest::header::{HeaderName, HeaderValue};
-use reqwest::{Client, Method};
 use url::Url;
 
-use crate::probe::http;
+use crate::probe::http::ready::{self, HttpOptions, HttpProbe};
+use crate::probe::{self, Probe};
 use crate::runtime::ctx::Ctx;
 use crate::runtime::exec::ExecArgs;
-use crate::runtime::exit;
-use crate::runtime::redact;
-use crate::runtime::retry::{self, AttemptError};
-
-/// Enough of a body to find a readiness marker; a huge response is not read to the end.
-const BODY_LIMIT: usize = 1 << 20;
-const MAX_REDIRECTS: usize = 5;
 
 #[derive(Debug, clap::Args)]
 pub struct WaitHttpArgs {
     /// http:// or https:// URL. Several are waited for in parallel.
-    #[arg(required = true, value_name = "URL", value_parser = parse_url)]
+    #[arg(required = true, value_name = "URL", value_parser = ready::parse_url)]
     pub urls: Vec<Url>,
 
-    /// GET or HEAD.
-    #[arg(long, default_value = "GET", value_parser = ["GET", "HEAD"], ignore_case = true)]
-    pub method: String,
-
-    /// Accepted status codes: a list of codes and ranges.
-    #[arg(long, value_name = "LIST", default_value = "200-399", value_parser = StatusSet::parse)]
-    pub status: StatusSet,
-
-    /// Ready only when the body contains this text (in its first MiB).
-    #[arg(long, value_name = "TEXT")]
-    pub body_contains: Option<String>,
-
-    /// Extra request header, "Name: value" (repeatable). Values are never logged.
-    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-
-    /// CA certificate (PEM) to verify https servers with, instead of the system bundle.
-    #[arg(long, value_name = "PATH")]
-    pub cacert: Option<PathBuf>,
-
-    /// Accept any server certificate (the connection is still encrypted). Logged as a warning.
-    #[arg(long, conflicts_with = "cacert")]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub options: HttpOptions,
 
     #[command(flatten)]
     pub then: ExecArgs,
 }
 
-/// Status codes and ranges: `200,204,300-399`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusSet(Vec<RangeInclusive<u16>>);
-
-impl StatusSet {
-    pub fn parse(text: &str) -> Result<StatusSet, String> {
-        let invalid = |why: String| format!("invalid status list '{text}': {why}");
-        let code = |part: &str| match part.trim().parse::<u16>() {
-            Ok(code @ 100..=599) => Ok(code),
-            _ => Err(invalid(format!("'{part}' is not a status code (100-599)"))),
-        };
-        let ranges = text
-            .split(',')
-            .map(|part| match part.split_once('-') {
-                Some((low, high)) => {
-                    let (low, high) = (code(low)?, code(high)?);
-                    if low > high {
-                        return Err(invalid(format!("range {low}-{high} is empty")));
-                    }
-                    Ok(low..=high)
-                }
-                None => code(part).map(|code| code..=code),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(StatusSet(ranges))
-    }
-
-    pub fn contains(&self, status: u16) -> bool {
-        self.0.iter().any(|range| range.contains(&status))
-    }
-}
-
 pub async fn run(args: &WaitHttpArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    if args.body_contains.is_some() && args.method.eq_ignore_ascii_case("HEAD") {
-        return Err(exit::usage(
-            "--body-contains needs a body: use it with GET, not HEAD",
-        ));
-    }
-    let client = &build_client(args)?;
-    try_join_all(args.urls.iter().map(|url| async move {
-        retry::until_ready(ctx, &redact::url(url), |_| check(client, url, args)).await
-    }))
-    .await?;
-    Ok(())
-}
-
-fn build_client(args: &WaitHttpArgs) -> anyhow::Result<Client> {
-    let trust = http::Trust {
-        cacert: args.cacert.as_ref(),
-        unverified_by: args.insecure.then_some("--insecure"),
-    };
-    // Each attempt is a fresh connection, as a restarted server would see from a client.
-    http::client(
-        trust,
-        reqwest::redirect::Policy::limited(MAX_REDIRECTS),
-        false,
-    )
-}
-
-/// One request; the retry loop bounds it by the attempt timeout.
-async fn check(client: &Client, url: &Url, args: &WaitHttpArgs) -> Result<(), AttemptError> {
-    let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
-        .expect("GET or HEAD, checked by the parser");
-    // No reqwest timeout: the retry loop bounds the attempt, and one clock gives one reason.
-    let mut request = client.request(method, url.clone());
-    for (name, value) in &args.headers {
-        request = request.header(name, value);
-    }
-    let mut response = request
-        .send()
-        .await
-        .map_err(|error| AttemptError::transient(anyhow!(http::describe(&error))))?;
-    let status = response.status();
-    if !args.status.contains(status.as_u16()) {
-        return Err(AttemptError::transient(anyhow!("HTTP {status}")));
-    }
-    let Some(needle) = &args.body_contains else {
-        return Ok(());
-    };
-    let mut body = Vec::new();
-    while body.len() < BODY_LIMIT {
-        match response
-            .chunk()
-            .await
-            .map_err(|error| AttemptError::transient(anyhow!(http::describe(&error))))?
-        {
-            Some(chunk) => body.extend_from_slice(&chunk),
-            None => break,
-        }
-    }
-    if String::from_utf8_lossy(&body).contains(needle.as_str()) {
-        Ok(())
-    } else {
-        Err(AttemptError::transient(anyhow!(
-            "HTTP {status}, but the body does not contain {needle:?}"
-        )))
-    }
-}
-
-fn parse_url(text: &str) -> Result<Url, String> {
-    if crate::runtime::redact::has_misplaced_userinfo(text) {
-        return Err(crate::runtime::redact::misplaced_userinfo_error("URL").to_string());
-    }
-    let url = Url::parse(text).map_err(|error| format!("invalid URL: {error}"))?;
-    match url.scheme() {
-        "http" | "https" if url.host().is_some() => Ok(url),
-        "http" | "https" => Err("invalid URL: no host".into()),
-        other => Err(format!(
-            "invalid URL: scheme '{other}', expected http or https"
-        )),
-    }
-}
-
-fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| "invalid header: expected \"Name: value\"".to_string())?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("invalid header name '{}'", name.trim()))?;
-    // The value is not repeated: it may be a token.
-    let mut value = HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("invalid value for header '{name}'"))?;
-    value.set_sensitive(true);
-    Ok((name, value))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_lists_take_codes_and_ranges() {
-        let set = StatusSet::parse("200,204,300-399").unwrap();
-        assert!(set.contains(200) && set.contains(204) && set.contains(302));
-        assert!(!set.contains(201) && !set.contains(400));
-        for bad in ["", "2xx", "200-", "399-300", "600", "99", "200,,204"] {
-            assert!(StatusSet::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn urls_must_be_http_with_a_host() {
-        assert!(parse_url("https://example.com/health").is_ok());
-        assert!(
-            parse_url("ftp://example.com/")
-                .unwrap_err()
-                .contains("'ftp'")
-        );
-        assert!(parse_url("example.com/health").is_err());
-        assert!(parse_url("http://").is_err());
-    }
-
-    #[test]
-    fn header_values_are_not_repeated_in_errors() {
-        assert!(parse_header("Authorization: Bearer abc").is_ok());
-        let error = parse_header("Authorization: Bearer abc\u{7f}secret").unwrap_err();
-        assert!(!error.contains("secret"), "{error}");
-        assert!(parse_header("no colon").is_err());
-    }
+    let client = args.options.client()?;
+    let probes: Vec<Box<dyn Probe>> = args
+        .urls
+        .iter()
+        .map(|url| {
+            Box::new(HttpProbe::new(
+                url.clone(),
+                args.options.clone(),
+                client.clone(),
+            )) as Box<dyn Probe>
+        })
+        .collect();
+    probe::until_all_ready(ctx, &probes).await
 }

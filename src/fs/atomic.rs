@@ -60,41 +60,104 @@ pub fn write_atomic(
     mode: u32,
     owner: Option<Owner>,
 ) -> anyhow::Result<()> {
-    let dir = match path.parent() {
+    let mut file = AtomicFile::create(path, mode, owner)?;
+    file.file()
+        .write_all(bytes)
+        .with_context(|| format!("writing {}", file.temp.display()))?;
+    file.commit()
+}
+
+/// A file being written beside its destination under a hidden temporary name, for content that
+/// arrives piece by piece (a download). [`AtomicFile::commit`] syncs it and renames it over the
+/// destination; dropping it uncommitted (an error, a signal) removes it.
+pub struct AtomicFile {
+    file: File,
+    temp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file exclusively, with `mode` and `owner` already set, in the
+    /// directory of `dest`, which must exist.
+    pub fn create(dest: &Path, mode: u32, owner: Option<Owner>) -> anyhow::Result<AtomicFile> {
+        let dir = parent_dir(dest);
+        if !dir.is_dir() {
+            return Err(exit::usage(format!(
+                "cannot write {}: directory {} does not exist",
+                dest.display(),
+                dir.display()
+            )));
+        }
+        let temp = temp_path(dest)?;
+        let file = create_temp(&temp, mode, owner).inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })?;
+        Ok(AtomicFile {
+            file,
+            temp,
+            dest: dest.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// The open temporary file, to write to (or read back).
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Where the content is until it is committed.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Syncs the content and renames it over the destination, then syncs the directory so that
+    /// the rename survives a crash.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("writing {}", self.temp.display()))?;
+        std::fs::rename(&self.temp, &self.dest)
+            .with_context(|| format!("renaming into {}", self.dest.display()))?;
+        self.committed = true;
+        if let Ok(dir) = File::open(parent_dir(&self.dest)) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// The directory a path is in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(exit::usage(format!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        )));
     }
-    let name = path
+}
+
+/// A hidden, unique name beside `dest`: `.NAME.initbox-RANDOM`.
+pub fn temp_path(dest: &Path) -> anyhow::Result<PathBuf> {
+    let name = dest
         .file_name()
-        .ok_or_else(|| exit::usage(format!("cannot write {}: not a file name", path.display())))?;
-    let temp = dir.join(format!(
+        .ok_or_else(|| exit::usage(format!("cannot write {}: not a file name", dest.display())))?;
+    Ok(parent_dir(dest).join(format!(
         ".{}.initbox-{:016x}",
         name.to_string_lossy(),
         fastrand::u64(..)
-    ));
-    let result = write_temp(&temp, bytes, mode, owner).and_then(|()| {
-        std::fs::rename(&temp, path).with_context(|| format!("renaming into {}", path.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-        return result;
-    }
-    // The rename is durable only once the directory entry is.
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    )))
 }
 
-fn write_temp(temp: &PathBuf, bytes: &[u8], mode: u32, owner: Option<Owner>) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
+fn create_temp(temp: &Path, mode: u32, owner: Option<Owner>) -> anyhow::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(mode)
@@ -108,9 +171,7 @@ fn write_temp(temp: &PathBuf, bytes: &[u8], mode: u32, owner: Option<Owner>) -> 
     // The umask may have cleared bits of `mode` at creation; set it exactly.
     nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(mode))
         .with_context(|| format!("setting mode of {}", temp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", temp.display()))
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! state changes, one final event, and the termination message.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,7 +18,20 @@ const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 pub struct Report {
     started: Instant,
     targets: Mutex<Vec<TargetState>>,
+    observer: OnceLock<Observer>,
 }
+
+/// A change of state a person should see outside the logs (`--events` posts each as a
+/// Kubernetes Event on the pod): the text is the log line's, redacted the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `Waiting`, `Ready` or `Failed`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Told of every [`Change`]; must return at once (it runs on the waiting task).
+pub type Observer = Box<dyn Fn(Change) + Send + Sync>;
 
 struct TargetState {
     name: String,
@@ -32,6 +45,18 @@ impl Report {
         Report {
             started,
             targets: Mutex::new(Vec::new()),
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Sends every later change of state to `observer` as well as to the log.
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn tell(&self, reason: &'static str, message: String) {
+        if let Some(observer) = self.observer.get() {
+            observer(Change { reason, message });
         }
     }
 
@@ -45,6 +70,9 @@ impl Report {
             (state.attempts, changed)
         });
         let level = if changed { Level::Warn } else { Level::Debug };
+        if changed {
+            self.tell("Waiting", format!("{target}: {error}"));
+        }
         logging::emit(
             level,
             &format!("{target}: not ready: {error} (attempt {attempt})"),
@@ -125,12 +153,26 @@ impl Report {
                     Level::Info,
                     &format!("done in {elapsed_ms}ms{tries}"),
                     &fields,
-                )
+                );
+                self.tell(
+                    "Ready",
+                    format!(
+                        "ready in {}{tries}",
+                        duration::human(Duration::from_millis(elapsed_ms))
+                    ),
+                );
             }
             Err(error) => {
                 let line = self.failure_line(error, exit);
                 fields.push(("error", json!(line)));
                 logging::emit(Level::Error, &line, &fields);
+                self.tell(
+                    "Failed",
+                    format!(
+                        "{line} (after {})",
+                        duration::human(Duration::from_millis(elapsed_ms))
+                    ),
+                );
                 if let Some(path) = termination_log {
                     write_termination_message(path, &line);
                 }
@@ -210,15 +252,16 @@ pub fn termination_log_path(flag: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-/// Writes the one-line reason where the kubelet reads it. Failing to write it is logged, not fatal:
-/// the exit code still tells the story.
+/// Writes the one-line reason where the kubelet reads it, with no newline at the end: the
+/// kubelet shows the file as it is, and `kubectl describe pod` would print a trailing newline as
+/// an empty line under `Message:`. Failing to write it is logged, not fatal: the exit code still
+/// tells the story.
 pub fn write_termination_message(path: &Path, line: &str) {
-    let mut end = line.len().min(TERMINATION_MESSAGE_LIMIT - 1);
+    let mut end = line.len().min(TERMINATION_MESSAGE_LIMIT);
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    let message = format!("{}\n", &line[..end]);
-    if let Err(error) = std::fs::write(path, message) {
+    if let Err(error) = std::fs::write(path, &line[..end]) {
         logging::emit(
             Level::Warn,
             &format!(
@@ -251,6 +294,27 @@ mod tests {
     }
 
     #[test]
+    fn observers_hear_each_change_of_state_once_and_the_outcome() {
+        let heard = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let report = Report::new(Instant::now());
+        let sink = heard.clone();
+        report.observe(Box::new(move |change| sink.lock().unwrap().push(change)));
+        report.attempt_failed("db:5432", "connection refused");
+        report.attempt_failed("db:5432", "connection refused");
+        report.attempt_failed("db:5432", "FATAL 57P03");
+        report.finish(&Err(anyhow::anyhow!("db:5432: bad password")), None);
+        let heard = heard.lock().unwrap();
+        let reasons: Vec<&str> = heard.iter().map(|change| change.reason).collect();
+        assert_eq!(reasons, ["Waiting", "Waiting", "Failed"]);
+        assert_eq!(heard[1].message, "db:5432: FATAL 57P03");
+        assert!(
+            heard[2]
+                .message
+                .starts_with("db:5432: bad password (after ")
+        );
+    }
+
+    #[test]
     fn termination_message_is_one_line_within_the_kubelet_limit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("termination-log");
@@ -258,8 +322,23 @@ mod tests {
         write_termination_message(&path, &long);
         let written = std::fs::read_to_string(&path).unwrap();
         assert!(written.len() <= TERMINATION_MESSAGE_LIMIT);
-        assert_eq!(written.lines().count(), 1);
+        assert!(
+            written.len() > TERMINATION_MESSAGE_LIMIT - 2,
+            "cut at a char boundary"
+        );
+        assert!(!written.contains('\n'), "no newline, not even at the end");
         assert_eq!(one_line("a\nb\r\n  c"), "a b c");
+    }
+
+    #[test]
+    fn termination_message_has_no_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("termination-log");
+        write_termination_message(&path, "deadline of 3s exceeded");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"deadline of 3s exceeded".to_vec()
+        );
     }
 
     #[test]

@@ -96,6 +96,37 @@ pub async fn until_ready_within<T, F, Fut>(
     ctx: &Ctx,
     target: &str,
     limit: Option<Duration>,
+    attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError>>,
+{
+    attempts(
+        ctx,
+        target,
+        limit,
+        Some(ctx.policy.attempt_timeout),
+        attempt,
+    )
+    .await
+}
+
+/// [`until_ready`] for work whose attempts last as long as the work does (a download of many
+/// gigabytes): an attempt is bounded by the deadline only, and bounds its own stalls.
+pub async fn until_done<T, F, Fut>(ctx: &Ctx, target: &str, attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError>>,
+{
+    attempts(ctx, target, None, None, attempt).await
+}
+
+async fn attempts<T, F, Fut>(
+    ctx: &Ctx,
+    target: &str,
+    limit: Option<Duration>,
+    attempt_cap: Option<Duration>,
     mut attempt: F,
 ) -> anyhow::Result<T>
 where
@@ -118,15 +149,18 @@ where
         _ => deadline_exceeded(ctx),
     };
     let mut backoff = Backoff::new(ctx.policy);
+    let mut answered_before = false;
     ctx.report.register(target);
     loop {
         let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
             return Err(expired());
         }
-        let budget = remaining.map_or(ctx.policy.attempt_timeout, |left| {
-            left.min(ctx.policy.attempt_timeout)
-        });
+        // Duration::MAX (no deadline, no cap) is a timeout that never fires.
+        let budget = match (remaining, attempt_cap) {
+            (Some(left), Some(cap)) => left.min(cap),
+            (left, cap) => left.or(cap).unwrap_or(Duration::MAX),
+        };
         let outcome = tokio::select! {
             stop = ctx.cancel.cancelled() => return Err(signal::stopped(stop)),
             outcome = tokio::time::timeout(budget, attempt(budget)) => outcome,
@@ -147,11 +181,20 @@ where
                     .attempt_failed(target, &format!("{:#}", failure.error));
                 pause = pause.max(failure.retry_after.unwrap_or_default());
             }
+            // Without a cap, only the deadline ends an attempt: the work was still going, and
+            // the caller knows best how far it got.
+            Err(_elapsed) if attempt_cap.is_none() => return Err(expired()),
+            // An attempt the deadline cut short says nothing new about a target that already
+            // failed in its own words: the final line keeps those words.
+            Err(_elapsed) if budget < ctx.policy.attempt_timeout && answered_before => {
+                return Err(expired());
+            }
             Err(_elapsed) => ctx.report.attempt_failed(
                 target,
                 &format!("no answer within {}", duration::format(budget)),
             ),
         }
+        answered_before = true;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -330,6 +373,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_last_attempt_cut_short_by_the_deadline_keeps_the_earlier_reason() {
+        let ctx = ctx(Duration::from_millis(1500));
+        let calls = Cell::new(0);
+        let err = until_ready(&ctx, "db:5432", |_| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n == 1 {
+                    Err::<(), _>(AttemptError::transient(anyhow::anyhow!("28P01")))
+                } else {
+                    // Slower than whatever is left of the deadline.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Err(AttemptError::transient(anyhow::anyhow!("28P01")))
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::DeadlineExceeded);
+        assert_eq!(ctx.report.not_ready(), "db:5432 (28P01)");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_own_limit_ends_the_wait_before_the_deadline_and_says_so() {
         let ctx = ctx(Duration::from_secs(60));
         let started = Instant::now();
@@ -385,6 +451,24 @@ mod tests {
         .unwrap();
         assert_eq!(calls.get(), 2);
         assert_eq!(started.elapsed(), Duration::from_millis(5100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_done_lets_an_attempt_outlast_the_attempt_timeout_but_not_the_deadline() {
+        let ctx = ctx(Duration::from_secs(60));
+        let long = until_done(&ctx, "download", |_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, AttemptError>(())
+        });
+        long.await.unwrap();
+        let started = Instant::now();
+        let err = until_done(&ctx, "download", |_| {
+            std::future::pending::<Result<(), AttemptError>>()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(Exit::of(&err), Exit::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

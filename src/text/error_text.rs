@@ -26,6 +26,16 @@ pub fn io(error: &std::io::Error) -> String {
     }
 }
 
+/// A read that hit the end of the stream, said as what it means for a client: the server hung
+/// up (std's "failed to fill whole buffer" says nothing to a reader of the log).
+pub fn closed_early(error: std::io::Error) -> std::io::Error {
+    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+        std::io::Error::new(error.kind(), "the server closed the connection")
+    } else {
+        error
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset in `text`, for messages that
 /// point into a template, a rendered file or a SQL file.
 pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {

@@ -85,6 +85,10 @@ fn credentials_in_mistyped_arguments_are_not_repeated() {
         ],
         vec!["wait-redis", "--url", "redis://u:123/S3CRET@h/0"],
         vec!["wait-http", "http://u:1/S3CRET@h/"],
+        vec!["wait-mysql", "--url", "mysql://u:1/S3CRET@h/db"],
+        vec!["wait", "mysql://u:1/S3CRET@h/db"],
+        vec!["wait", "postgres://u:S3CRET@h/db?read_write=perhaps"],
+        vec!["wait", "bogus://u:S3CRET@h/db"],
     ] {
         let result = run(initbox()
             .env("INITBOX_TERMINATION_LOG", &termination)
@@ -177,15 +181,20 @@ fn help_lists_only_implemented_subcommands() {
     assert_eq!(
         commands,
         [
+            "wait",
             "wait-tcp",
             "wait-dns",
             "wait-pg",
             "wait-redis",
             "wait-http",
+            "wait-grpc",
+            "wait-mysql",
+            "wait-k8s",
             "migrate",
             "fetch-vault",
             "render-config",
             "fix-perms",
+            "fetch",
             "help"
         ]
     );
@@ -316,7 +325,8 @@ fn termination_log_names_the_target_and_last_error() {
     ]));
     result.expect_code(124);
     let message = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(message.lines().count(), 1);
+    // One line and no newline at its end: `kubectl describe pod` would show one as an empty line.
+    assert!(!message.contains('\n'), "{message:?}");
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     assert!(message.contains("connection refused"), "{message}");
     assert!(message.contains("deadline of 300ms exceeded"), "{message}");
@@ -339,4 +349,30 @@ fn termination_log_names_the_target_and_last_error() {
     ]))
     .expect_code(0);
     assert!(!path.exists());
+}
+
+/// `--version` names the version, the commit these sources were checked out at (or "unknown"
+/// outside a git checkout) and the target triple, on one line; `-V` says the same.
+#[test]
+fn version_names_commit_and_target() {
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let commit = std::process::Command::new("git")
+        .args(["-C", manifest_dir, "rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map_or("unknown".to_owned(), |output| {
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        });
+    let long = run(initbox().arg("--version"));
+    long.expect_code(0);
+    let prefix = format!(
+        "initbox {} (commit {commit}, target {}-",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    assert!(long.stdout.starts_with(&prefix), "{:?}", long.stdout);
+    assert!(long.stdout.ends_with("-linux-gnu)\n") || long.stdout.ends_with("-linux-musl)\n"));
+    assert_eq!(long.stdout.lines().count(), 1, "{:?}", long.stdout);
+    assert_eq!(run(initbox().arg("-V")).stdout, long.stdout);
 }

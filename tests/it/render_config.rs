@@ -38,6 +38,26 @@ fn volume(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// `files` as templates in a fresh directory, an empty output directory beside it, and the
+/// command that renders the one into the other.
+fn render_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, Command, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let templates = root.path().join("templates");
+    let out = root.path().join("out");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    for (name, content) in files {
+        std::fs::write(templates.join(name), content).unwrap();
+    }
+    let command = render(&[
+        "--dir",
+        templates.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    (root, command, out)
+}
+
 /// The names in `dir`, sorted: a failed run must leave no temp file behind.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -177,7 +197,7 @@ fn template_syntax_errors_name_the_line_and_column() {
         ("ok\n  x=${RC_HOST\n", ":2:5: unterminated ${: no closing }"),
         ("a ${1abc}", ":1:3: invalid variable name '1abc'"),
         ("\n\n${a b}", ":3:1: invalid variable name 'a b'"),
-        ("${RC_HOST:=x}", ":1:1: unsupported expansion ${RC_HOST:=x}"),
+        ("${RC_HOST#x}", ":1:1: unsupported expansion ${RC_HOST#x}"),
     ] {
         std::fs::write(&template, source).unwrap();
         let result = run(&mut render(&[&template, &path(dir.path(), "out")]));
@@ -188,6 +208,135 @@ fn template_syntax_errors_name_the_line_and_column() {
         );
         assert!(!dir.path().join("out").exists());
     }
+}
+
+#[test]
+fn every_malformed_expression_of_every_template_is_on_the_one_line() {
+    let (_root, mut command, out) = render_dir(&[
+        ("a.conf", "a=${1x} b=${RC_A#x}\nc=${RC_A\n"),
+        ("b.conf", "fine=${RC_A}\n"),
+        ("c.conf", "\n  d=${RC_A:-${a b}}\n"),
+    ]);
+    let result = run(command.env("RC_A", "1"));
+    let line = expect_failure(&result, 2);
+    for place in [
+        "a.conf:1:3: ",
+        "a.conf:1:11: ",
+        "a.conf:2:3: ",
+        "c.conf:2:13: ",
+    ] {
+        assert!(line.contains(place), "{place}: {line}");
+    }
+    assert_eq!(line.matches("; ").count(), 4, "{line}");
+    assert!(names(&out).is_empty());
+}
+
+#[test]
+fn compatibility_switches_come_from_flags_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = path(dir.path(), "nginx.conf.tmpl");
+    std::fs::write(
+        &template,
+        "listen $RC_PORT;\nproxy_set_header Host $host;\nroot ${RC_ROOT:=/srv} ${RC_ROOT};\n",
+    )
+    .unwrap();
+    // Strict by default: the bare names are text.
+    let result = run(render(&[&template, "-"]).env("RC_PORT", "80"));
+    result.expect_code(0);
+    assert_eq!(
+        result.stdout,
+        "listen $RC_PORT;\nproxy_set_header Host $host;\nroot /srv /srv;\n"
+    );
+    // --bare-vars: $host is a variable too, and an undefined one.
+    let result = run(render(&["--bare-vars", &template, "-"]).env("RC_PORT", "80"));
+    let line = expect_failure(&result, 2);
+    assert!(line.contains("undefined variables: host ("), "{line}");
+    // ... unless unset variables are allowed, as GNU envsubst does (and wipes $host); --only
+    // is what GNU envsubst '$RC_PORT' does, keeping $host. Flags and variables alike.
+    let wiped = "listen 80;\nproxy_set_header Host ;\nroot /srv /srv;\n";
+    let kept = "listen 80;\nproxy_set_header Host $host;\nroot /srv /srv;\n";
+    type Variables<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&[&str], Variables, &str); 4] = [
+        (&["--bare-vars", "--allow-unset"], &[], wiped),
+        (
+            &[],
+            &[("INITBOX_BARE_VARS", "true"), ("INITBOX_ALLOW_UNSET", "1")],
+            wiped,
+        ),
+        (&["--only", "$RC_PORT,RC_ROOT"], &[], kept),
+        (&[], &[("INITBOX_ONLY", "${RC_PORT} ${RC_ROOT}")], kept),
+    ];
+    for (flags, variables, expected) in cases {
+        let result = run(render(flags)
+            .args([&template, "-"])
+            .envs(variables.iter().copied())
+            .env("RC_PORT", "80"));
+        result.expect_code(0);
+        assert_eq!(result.stdout, expected, "{flags:?} {variables:?}");
+    }
+    // Bad values are refused, not read as false.
+    for (variable, value, named) in [
+        ("INITBOX_ALLOW_UNSET", "maybe", "--allow-unset"),
+        ("INITBOX_BARE_VARS", "2", "--bare-vars"),
+        (
+            "INITBOX_ONLY",
+            "db-host",
+            "'db-host' is not a variable name",
+        ),
+    ] {
+        let result = run(render(&[&template, "-"]).env(variable, value));
+        let line = expect_failure(&result, 2);
+        assert!(line.contains(named), "{variable}={value}: {line}");
+    }
+    let result = run(&mut render(&[
+        "--engine",
+        "jinja",
+        "--allow-unset",
+        &template,
+        "-",
+    ]));
+    let line = expect_failure(&result, 2);
+    assert!(
+        line.contains("--allow-unset applies to --engine envsubst"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_assignment_stays_in_its_own_template() {
+    let (_root, mut command, out) = render_dir(&[
+        ("a.conf", "${RC_LEVEL:=debug} ${RC_LEVEL}\n"),
+        ("b.conf", "${RC_LEVEL:-info}\n"),
+    ]);
+    let result = run(command.env_remove("RC_LEVEL"));
+    result.expect_code(0);
+    assert_eq!(read(&out, "a.conf"), "debug debug\n");
+    assert_eq!(read(&out, "b.conf"), "info\n");
+}
+
+#[test]
+fn a_brace_in_a_default_is_rendered_as_posix_says_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = path(dir.path(), "app.json.tmpl");
+    std::fs::write(&template, "{\"opts\": ${RC_OPTS:-{\"k\":1}}}\n").unwrap();
+    let result = run(render(&[&template, "-"]).env_remove("RC_OPTS"));
+    result.expect_code(0);
+    assert_eq!(result.stdout, "{\"opts\": {\"k\":1}}\n");
+    let warnings: Vec<&str> = result
+        .stderr_lines()
+        .into_iter()
+        .filter(|line| line.contains("WARN"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", result.stderr);
+    assert!(
+        warnings[0].contains(&format!("{template}:1:10: ")),
+        "{}",
+        warnings[0]
+    );
+    // Set, the value is followed by the `}` that the default did not take.
+    let result = run(render(&[&template, "-"]).env("RC_OPTS", "[]"));
+    result.expect_code(0);
+    assert_eq!(result.stdout, "{\"opts\": []}}\n");
 }
 
 #[test]

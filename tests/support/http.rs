@@ -346,6 +346,12 @@ impl TlsServer {
             .tempdir()
             .unwrap();
         let (cert, key) = self_signed_cert(dir.path());
+        TlsServer::start_with_cert(dir, cert, key)
+    }
+
+    /// The same server with a certificate and key the test made; `dir` is kept until drop.
+    pub fn start_with_cert(dir: tempfile::TempDir, cert: PathBuf, key: PathBuf) -> TlsServer {
+        require_program("/usr/bin/openssl", "openssl");
         // A port taken between free_port and s_server's bind makes s_server exit: try another.
         for _ in 0..3 {
             let port = free_port();

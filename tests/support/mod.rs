@@ -1,11 +1,19 @@
 //! Test support: running the built binary, free ports, and real servers (dnsmasq, network
-//! namespaces) started for a test and stopped when it ends.
+//! namespaces) started for a test and stopped when it ends; the Kubernetes node of
+//! scripts/kube-up for the end-to-end tests.
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod dnsmasq;
+pub mod faults;
+pub mod grpc;
 pub mod http;
+pub mod kube;
+pub mod mariadb;
+pub mod migration_tools;
 pub mod netns;
+pub mod nginx;
 pub mod openbao;
 pub mod postgres;
 pub mod redis;
@@ -41,6 +49,18 @@ pub struct Run {
 impl Run {
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr.lines().collect()
+    }
+
+    /// The last line on stderr: the final event.
+    pub fn last_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or_default()
+    }
+
+    /// Asserts a permanent failure (exit 1) that came at once, its final line naming `text`.
+    pub fn expect_failed_at_once(&self, text: &str) {
+        self.expect_code(1);
+        assert!(self.elapsed < Duration::from_secs(10), "{:?}", self.elapsed);
+        assert!(self.last_line().contains(text), "{}", self.stderr);
     }
 
     /// Asserts the exit code, showing the output when it differs.
@@ -149,6 +169,16 @@ pub fn require_program(path: &str, package: &str) {
         Path::new(path).exists(),
         "{path} is missing: install the Debian package {package} (.ci/run does)"
     );
+}
+
+/// What is in a directory, by name, sorted: to check that a failed run left nothing behind.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        found.push(entry.unwrap().file_name().to_string_lossy().into_owned());
+    }
+    found.sort();
+    found
 }
 
 /// Polls `condition` every 10 ms for up to 10 s.

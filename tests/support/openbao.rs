@@ -1,10 +1,9 @@
-//! A real OpenBao server (Vault's API) in dev mode for tests, on a free loopback port, plus a
-//! test double for the one thing no server here can provide: the Kubernetes TokenReview API.
+//! A real OpenBao server (Vault's API) in dev mode for tests, on a free loopback port. Its
+//! Kubernetes auth is tested against the real API server of scripts/kube-up (tests/e2e).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::http::{HttpServer, Response};
 use super::{free_port, wait_until};
 
 pub const ROOT_TOKEN: &str = "root";
@@ -164,53 +163,38 @@ impl OpenBao {
         (role_id, secret_id)
     }
 
-    /// Enables Kubernetes auth against `token_review` (see [`TokenReview`]) with role `app`
-    /// bound to service account `app` in namespace `default`.
-    pub fn kubernetes_auth(&self, token_review: &TokenReview, policies: &str) {
+    /// Enables Kubernetes auth against a real API server: OpenBao sends every login's JWT to
+    /// that server's TokenReview API, authenticated as `reviewer_jwt` (the token of a service
+    /// account bound to `system:auth-delegator`), and trusts the server's certificate through
+    /// `ca_cert`.
+    pub fn kubernetes_auth(&self, kubernetes_host: &str, ca_cert: &Path, reviewer_jwt: &str) {
         self.cli(&["auth", "enable", "kubernetes"]);
-        // A CA certificate is required by the config even for an http:// API server.
-        let ca = self._dir.path().join("k8s-ca.pem");
-        let key = self._dir.path().join("k8s-ca.key");
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args([
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=k8s-test-ca",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&ca)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
         self.cli(&[
             "write",
             "auth/kubernetes/config",
-            &format!(
-                "kubernetes_host=http://127.0.0.1:{}",
-                token_review.server.port()
-            ),
+            &format!("kubernetes_host={kubernetes_host}"),
+            &format!("kubernetes_ca_cert=@{}", ca_cert.display()),
+            &format!("token_reviewer_jwt={reviewer_jwt}"),
             "disable_local_ca_jwt=true",
-            &format!("kubernetes_ca_cert=@{}", ca.display()),
-            "token_reviewer_jwt=reviewer",
         ]);
+    }
+
+    /// A role of the Kubernetes auth method: tokens of `service_account` in `namespace`, issued
+    /// for `audience`, log in with `policies`.
+    pub fn kubernetes_role(
+        &self,
+        role: &str,
+        service_account: &str,
+        namespace: &str,
+        audience: &str,
+        policies: &str,
+    ) {
         self.cli(&[
             "write",
-            "auth/kubernetes/role/app",
-            "bound_service_account_names=app",
-            "bound_service_account_namespaces=default",
+            &format!("auth/kubernetes/role/{role}"),
+            &format!("bound_service_account_names={service_account}"),
+            &format!("bound_service_account_namespaces={namespace}"),
+            &format!("audience={audience}"),
             &format!("token_policies={policies}"),
         ]);
     }
@@ -221,56 +205,4 @@ impl Drop for OpenBao {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Test double for the Kubernetes TokenReview API (no Kubernetes API server can run here):
-/// it approves every token as service account default/app, as a real API server would for
-/// that account's token.
-pub struct TokenReview {
-    pub server: HttpServer,
-}
-
-impl TokenReview {
-    pub fn start() -> TokenReview {
-        TokenReview {
-            server: HttpServer::start(|request| {
-                if request
-                    .path
-                    .starts_with("/apis/authentication.k8s.io/v1/tokenreviews")
-                {
-                    Response::ok(
-                        r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","status":{"authenticated":true,"user":{"username":"system:serviceaccount:default:app","uid":"0d5c3f0e-1111-2222-3333-444455556666","groups":["system:serviceaccounts"]}}}"#,
-                    )
-                    .header("Content-Type", "application/json")
-                } else {
-                    Response::status(404)
-                }
-            }),
-        }
-    }
-}
-
-/// A service-account JWT of the shape Kubernetes issues (header.claims.signature, base64url);
-/// the signature is not checked by Vault, which asks TokenReview instead.
-pub fn service_account_jwt() -> String {
-    let header = r#"{"alg":"RS256","kid":"test"}"#;
-    let claims = r#"{"iss":"kubernetes/serviceaccount","kubernetes.io/serviceaccount/namespace":"default","kubernetes.io/serviceaccount/service-account.name":"app","kubernetes.io/serviceaccount/service-account.uid":"0d5c3f0e-1111-2222-3333-444455556666","sub":"system:serviceaccount:default:app"}"#;
-    format!(
-        "{}.{}.{}",
-        base64url(header.as_bytes()),
-        base64url(claims.as_bytes()),
-        base64url(b"signature-SECRET-part")
-    )
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for index in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * index) & 63) as usize] as char);
-        }
-    }
-    out
 }

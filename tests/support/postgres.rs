@@ -80,6 +80,16 @@ impl Postgres {
     /// Like `start`, with extra postgresql.conf settings such as `("max_connections", "3")`;
     /// they come last, so they override the defaults set here.
     pub fn start_with(settings: &[(&str, &str)]) -> Postgres {
+        Postgres::launch(settings, None)
+    }
+
+    /// Like `start`, on a given port: for clients that cannot be told one, such as the e2e
+    /// pods, whose libpq settings name only a host (the port is the default 5432).
+    pub fn start_on(port: u16) -> Postgres {
+        Postgres::launch(&[], Some(port))
+    }
+
+    fn launch(settings: &[(&str, &str)], port: Option<u16>) -> Postgres {
         require_program(&format!("{BIN}/initdb"), "postgresql-15");
         require_program("/usr/bin/openssl", "openssl");
         let dir = server_dir("initbox-pg-");
@@ -130,7 +140,7 @@ impl Postgres {
         write_as_postgres(&data.join("pg_hba.conf"), PG_HBA);
 
         let log = base.join("log");
-        let port = start_postmaster(&data, &log, "ready");
+        let port = start_postmaster(&data, &log, "ready", port);
         let postgres = Postgres {
             port,
             sock_dir,
@@ -217,7 +227,7 @@ impl Postgres {
         let log = base.join("log");
         // "starting" is written once the sockets listen; from then on, until recovery can
         // begin, every connection gets 57P03. pg_isready confirms it ("rejecting", exit 1).
-        let port = start_postmaster(&data, &log, "starting");
+        let port = start_postmaster(&data, &log, "starting", None);
         let standby = Standby {
             port,
             sock_dir,
@@ -303,6 +313,32 @@ impl Postgres {
             }
         }
         held
+    }
+}
+
+impl Postgres {
+    /// A session, as the superuser in `db`, that holds `pg_advisory_lock(key)` (as another
+    /// migration tool would) until the returned child is killed or `seconds` pass. Returns once
+    /// the lock is held.
+    pub fn hold_advisory_lock(&self, db: &str, key: i64, seconds: u32) -> std::process::Child {
+        let mut child = pg_command("psql")
+            .args(["-X", "-At", "-c"])
+            .arg(format!("SELECT pg_advisory_lock({key})"))
+            .args(["-c", "SELECT 'held'", "-c"])
+            .arg(format!("SELECT pg_sleep({seconds})"))
+            .arg("-h")
+            .arg(&self.sock_dir)
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start psql");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The first -c prints an empty value for the void function, the second 'held'.
+        let held = lines.any(|line| line.is_ok_and(|line| line.trim() == "held"));
+        assert!(held, "psql could not take advisory lock {key}");
+        child
     }
 }
 
@@ -578,12 +614,12 @@ fn pg_ctl(data: &Path) -> Command {
     command
 }
 
-/// Starts the postmaster on a free port and waits until postmaster.pid reports `status`
+/// Starts the postmaster on `fixed_port`, or else a free port, and waits until postmaster.pid reports `status`
 /// ("starting": listening but not ready; "ready"). A port taken between `free_port` and the
 /// server's bind (by another test, or a client's ephemeral port) is retried with a new one.
-fn start_postmaster(data: &Path, log: &Path, status: &str) -> u16 {
+fn start_postmaster(data: &Path, log: &Path, status: &str, fixed_port: Option<u16>) -> u16 {
     for attempt in 1.. {
-        let port = free_port();
+        let port = fixed_port.unwrap_or_else(free_port);
         append_conf(data, &[("port".into(), port.to_string())]);
         let _ = fs::remove_file(log);
         // -W and polling the pid file: `pg_ctl -w` checks only every 100 ms, and would wait
@@ -707,7 +743,7 @@ fn psql(sock_dir: &Path, port: u16, db: &str, sql: &str) -> Result<String, Strin
 }
 
 /// Runs a command to the end; fails the test with its output if it does not succeed.
-fn run_ok(command: &mut Command) {
+pub fn run_ok(command: &mut Command) {
     let output = command
         .stdin(Stdio::null())
         .output()

@@ -92,6 +92,14 @@ impl Redis {
         launch(launch_options)
     }
 
+    /// TLS only, with the server.crt and server.key found in `dir` (a certificate made by the
+    /// test); `ca_cert` is its copy of server.crt.
+    pub fn start_tls_with_cert(dir: &Path) -> Redis {
+        let mut launch_options = Launch::new(Auth::None);
+        launch_options.tls = TlsCert::CopyFrom(dir.to_path_buf());
+        launch(launch_options)
+    }
+
     /// A server that answers `LOADING Redis is loading the dataset in memory` for about 4.5 s
     /// after it starts, then PONG; returned as soon as it answers LOADING. With a password,
     /// unauthenticated clients get NOAUTH first (AUTH works while loading).

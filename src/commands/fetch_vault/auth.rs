@@ -132,9 +132,12 @@ impl Credentials {
                 "approle",
             ),
         };
-        let what = format!("{method} login at auth/{mount}");
+        let target = format!("{method} login at auth/{mount}");
+        // The retry loop puts the target before a final error; the request's own part names
+        // the call, so the target is not said twice.
+        let what = format!("POST auth/{mount}/login");
         let body = &body;
-        let token = retry::until_ready(ctx, &what, |_| {
+        let token = retry::until_ready(ctx, &target, |_| {
             let what = what.as_str();
             async move {
                 let reply = vault

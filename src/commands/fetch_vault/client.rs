@@ -1,8 +1,6 @@
 //! Vault's HTTP API as fetch-vault uses it: the standard headers, errors in Vault's own words
 //! (`{"errors":[...]}`), and which statuses are worth retrying.
 
-use std::time::Duration;
-
 use anyhow::anyhow;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
@@ -73,7 +71,7 @@ impl Vault {
             AttemptError::transient(anyhow!("{what}: {}", http::describe(&error)))
         })?;
         let status = response.status();
-        let retry_after = retry_after(&response);
+        let retry_after = http::retry_after(&response);
         let text = response.text().await.map_err(|error| {
             AttemptError::transient(anyhow!("{what}: {}", http::describe(&error)))
         })?;
@@ -131,18 +129,6 @@ fn without_multierror_wrapping(text: &str) -> String {
     } else {
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
-}
-
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let seconds = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(Duration::from_secs(seconds.min(300)))
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! The migration lock: a session-level advisory lock, taken with pg_try_advisory_lock and
-//! polled with the runtime's backoff (never a blocking pg_advisory_lock, whose waiters queue
-//! behind and deadlock against CREATE INDEX CONCURRENTLY), reporting who holds it meanwhile.
+//! The migration locks: session-level advisory locks on the one connection that applies, taken
+//! with pg_try_advisory_lock and polled with the runtime's backoff (never a blocking
+//! pg_advisory_lock, whose waiters queue behind and deadlock against CREATE INDEX
+//! CONCURRENTLY), reporting who holds one meanwhile. initbox's own key, plus the key of the tool
+//! whose ledger it writes, so that a pod still running that tool never applies at the same time.
 
 use std::time::Duration;
 
 use anyhow::anyhow;
 use tokio_postgres::Client;
 
-use crate::commands::migrate::source::sha256_hex;
+use crate::commands::migrate::checksum::sha256_hex;
 use crate::probe::pg;
 use crate::runtime::ctx::Ctx;
 use crate::runtime::retry::{self, AttemptError};
@@ -19,25 +21,46 @@ pub fn key(ledger_name: &str) -> i64 {
     u64::from_str_radix(&hex[..16], 16).expect("hex digits") as i64
 }
 
-/// Waits for the lock until `limit` (or the deadline, if sooner).
-pub async fn acquire(ctx: &Ctx, client: &Client, key: i64, limit: Duration) -> anyhow::Result<()> {
+/// A lock to take, and whose it is, for messages.
+pub struct Key {
+    pub key: i64,
+    pub whose: String,
+}
+
+/// Waits until every key is held at once, until `limit` (or the deadline, if sooner). Keys are
+/// tried in order and all released again when one is taken, so a runner never sits on one key
+/// while waiting for another.
+pub async fn acquire(
+    ctx: &Ctx,
+    client: &Client,
+    keys: &[Key],
+    limit: Duration,
+) -> anyhow::Result<()> {
     retry::until_ready_within(ctx, "migration lock", Some(limit), |_| async move {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .await
-            .map_err(|error| AttemptError::transient(anyhow!(pg::describe(&error))))?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
+        for key in keys {
+            let taken = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key.key])
+                .await
+                .map_err(|error| AttemptError::transient(anyhow!(pg::describe(&error))))?
+                .get::<_, bool>(0);
+            if !taken {
+                release(client).await;
+                let holder = holder(client, key.key).await;
+                return Err(AttemptError::transient(anyhow!("{} {holder}", key.whose)));
+            }
         }
-        Err(AttemptError::transient(anyhow!(holder(client, key).await)))
+        Ok(())
     })
     .await
 }
 
-pub async fn release(client: &Client, key: i64) {
-    // Closing the session releases it too; this only makes it prompt.
+/// Releases every advisory lock of the session: the run holds none but these, and an attempt
+/// cut short by its timeout may have taken a key twice (session locks count), which unlocking
+/// key by key would leave held.
+pub async fn release(client: &Client) {
+    // Closing the session releases them too; this only makes it prompt.
     let _ = client
-        .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+        .batch_execute("SELECT pg_advisory_unlock_all()")
         .await;
 }
 
@@ -52,14 +75,19 @@ async fn holder(client: &Client, key: i64) -> String {
     let high = (key as u64 >> 32) as i64;
     let low = (key as u64 & 0xffff_ffff) as i64;
     match client.query_opt(sql, &[&high, &low]).await {
-        Ok(Some(row)) => format!(
-            "lock held by {} (pid {}, connected {}s ago)",
-            row.get::<_, String>(0),
-            row.get::<_, i32>(1),
-            row.get::<_, i64>(2)
-        ),
+        // Another role's session shows NULL for most columns unless this one may read all stats.
+        Ok(Some(row)) => {
+            let name: Option<String> = row.try_get(0).ok().flatten();
+            let pid: i32 = row.try_get(1).unwrap_or_default();
+            let age: Option<i64> = row.try_get(2).ok().flatten();
+            let age = age.map_or_else(String::new, |seconds| format!(", connected {seconds}s ago"));
+            format!(
+                "held by {} (pid {pid}{age})",
+                name.unwrap_or_else(|| "another role's session".into())
+            )
+        }
         // Released between the two queries, or pg_stat_activity is not readable.
-        _ => "lock held by another session".into(),
+        _ => "held by another session".into(),
     }
 }
 

@@ -1,16 +1,24 @@
 //! migrate: apply PostgreSQL migrations so that it stays correct when every replica runs it at
-//! once: one runner at a time under an advisory lock, each file and its ledger row in one
-//! transaction, and nothing applied on top of a history that does not match the files.
+//! once: one connection per runner, one runner at a time under an advisory lock, each file and
+//! its ledger row in one transaction, and nothing applied on top of a history that does not
+//! match the files. It reads and writes the directories and ledgers of golang-migrate, goose,
+//! dbmate, Flyway, sqlx and sql-migrate as those tools do, so a team can switch either way.
 
-mod ledger;
+mod checksum;
+mod detect;
+mod formats;
 mod lock;
+mod plan;
 mod source;
+mod sql;
+mod table;
+mod version;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::Client;
 
 use crate::probe::pg::{self, PgArgs, PgTarget};
 use crate::runtime::ctx::Ctx;
@@ -20,8 +28,10 @@ use crate::runtime::logging::{self, Level};
 use crate::runtime::retry;
 use crate::runtime::signal;
 
-use ledger::{Applied, Ledger};
+use formats::{Context, Format, State, Transaction};
+use plan::{Allow, FileState};
 use source::Migration;
+use table::{Table, TableName};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -32,7 +42,7 @@ pub struct MigrateArgs {
     #[command(subcommand)]
     pub action: Option<Action>,
 
-    /// Directory of NNN_name.sql (or NNN_name.up.sql) files; not read recursively.
+    /// Directory of migration files, in the --format's naming; not read recursively.
     #[arg(
         long,
         global = true,
@@ -42,37 +52,45 @@ pub struct MigrateArgs {
     )]
     pub dir: PathBuf,
 
-    /// Ledger table, TABLE or SCHEMA.TABLE.
-    #[arg(long, global = true, default_value = "public.initbox_migrations",
-          value_parser = Ledger::parse, value_name = "TABLE")]
-    pub table: Ledger,
+    /// Whose files and ledger: auto, initbox, golang-migrate, goose, dbmate, flyway, sqlx or
+    /// sql-migrate. auto decides from the files and the ledger tables that exist.
+    #[arg(long, global = true, env = "INITBOX_MIGRATIONS_FORMAT", default_value = "auto",
+          value_parser = formats::parse_choice, value_name = "FORMAT")]
+    pub format: formats::Choice,
+
+    /// Ledger table, TABLE or SCHEMA.TABLE; default: the format's own table (initbox:
+    /// public.initbox_migrations; the tools': theirs, in the connection's current schema).
+    #[arg(long, global = true, env = "INITBOX_MIGRATIONS_TABLE",
+          value_parser = TableName::parse, value_name = "TABLE")]
+    pub table: Option<TableName>,
 
     /// How long to wait for another runner's lock before giving up (exit 124).
-    #[arg(long, global = true, default_value = "10m", value_parser = duration::parse,
-          value_name = "DURATION")]
+    #[arg(long, global = true, env = "INITBOX_LOCK_TIMEOUT", default_value = "10m",
+          value_parser = duration::parse, value_name = "DURATION")]
     pub lock_timeout: Duration,
 
     /// Longest a migration waits for a table lock (SET LOCAL lock_timeout), so DDL queued
     /// behind a long transaction fails instead of stalling every query behind it; 0 = no limit.
-    #[arg(long, global = true, default_value = "10s", value_parser = duration::parse,
-          value_name = "DURATION")]
+    #[arg(long, global = true, env = "INITBOX_LOCK_WAIT", default_value = "10s",
+          value_parser = duration::parse, value_name = "DURATION")]
     pub lock_wait: Duration,
 
     /// Longest one migration's statements may run (SET LOCAL statement_timeout); 0 = no limit.
-    #[arg(long, global = true, default_value = "0", value_parser = duration::parse,
-          value_name = "DURATION")]
+    #[arg(long, global = true, env = "INITBOX_STATEMENT_TIMEOUT", default_value = "0",
+          value_parser = duration::parse, value_name = "DURATION")]
     pub statement_timeout: Duration,
 
-    /// Apply files whose version is lower than the highest applied one.
-    #[arg(long, global = true)]
+    /// Apply files whose version is lower than the highest applied one (dbmate, sqlx and
+    /// sql-migrate always do, as those tools do).
+    #[arg(long, global = true, env = "INITBOX_ALLOW_OUT_OF_ORDER")]
     pub allow_out_of_order: bool,
 
     /// Go on when an applied version's file is gone.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "INITBOX_ALLOW_MISSING")]
     pub allow_missing: bool,
 
     /// Exit 1 at once on a rejected password or user or a missing database.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "INITBOX_FAIL_FAST")]
     pub fail_fast: bool,
 
     #[command(flatten)]
@@ -90,29 +108,51 @@ pub enum Action {
     /// Mark every file up to VERSION as applied without running it (an existing database).
     Baseline {
         #[arg(value_name = "VERSION")]
+        version: String,
+    },
+    /// golang-migrate's `force`: set the ledger's version to VERSION and clear its dirty flag,
+    /// after a run that stopped part-way has been checked by hand.
+    Force {
+        #[arg(value_name = "VERSION", allow_hyphen_values = true)]
         version: i64,
     },
 }
 
+/// Everything a run knows once connected: the format, its ledger table and the files.
+struct Setup {
+    format: Format,
+    table: Table,
+    files: Vec<Migration>,
+    database: String,
+}
+
 pub async fn run(args: &MigrateArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let files = source::read_dir(&args.dir)?;
+    let entries = source::list(&args.dir)?;
     let target = &PgTarget::from_args(&args.connection)?;
+    // One connection for the whole run, whatever it does: with hundreds of replicas starting at
+    // once, a second one each would fill max_connections before the app gets any.
+    let client = connect(args, ctx, target).await?;
+    let setup = setup(args, &client, &entries).await?;
     match args.action.clone().unwrap_or(Action::Up) {
-        Action::Up => up(args, ctx, target, &files).await,
+        Action::Up => up(args, ctx, target, &client, &setup).await,
         Action::Status => {
-            let client = connect(args, ctx, target).await?;
-            let applied = args.table.read(&client).await?;
-            print_status(&files, &applied);
+            let state = setup.format.read(&client, &setup.table).await?;
+            print_status(&setup, &state);
+            logging::emit(Level::Info, setup.format.checksum_note(), &[]);
             Ok(())
         }
         Action::Verify => {
-            let client = connect(args, ctx, target).await?;
-            let applied = args.table.read(&client).await?;
-            let problems = check(args, &files, &applied);
+            let state = setup.format.read(&client, &setup.table).await?;
+            let plan = plan::plan(setup.format, &setup.files, &state, allow(args));
+            if !plan.unusable.is_empty() {
+                return Err(exit::usage(plan.unusable.join("; ")));
+            }
+            let mut problems = plan.problems;
+            problems.extend(state.unfinished);
             if problems.is_empty() {
                 logging::emit(
                     Level::Info,
-                    &format!("{} files match {}", files.len(), args.table.name),
+                    &format!("{} files match {}", setup.files.len(), setup.table.shown),
                     &[],
                 );
                 Ok(())
@@ -120,26 +160,178 @@ pub async fn run(args: &MigrateArgs, ctx: &Ctx) -> anyhow::Result<()> {
                 Err(anyhow!(problems.join("; ")))
             }
         }
-        Action::Baseline { version } => baseline(args, ctx, target, &files, version).await,
+        Action::Baseline { version } => baseline(args, ctx, &client, &setup, &version).await,
+        Action::Force { version } => force(args, ctx, &client, &setup, version).await,
     }
 }
 
-/// Applies what is pending, under the lock.
+fn allow(args: &MigrateArgs) -> Allow {
+    Allow {
+        out_of_order: args.allow_out_of_order,
+        missing: args.allow_missing,
+    }
+}
+
+/// Learns the connection's schema and database, decides the format, and reads the files by
+/// its rules.
+async fn setup(
+    args: &MigrateArgs,
+    client: &Client,
+    entries: &[source::Entry],
+) -> anyhow::Result<Setup> {
+    let row = client
+        .query_one(
+            "SELECT current_schema(), current_database(), current_user::text,
+                    to_char(now(), 'YYYY-MM-DD HH24:MI:SS')",
+            &[],
+        )
+        .await
+        .map_err(|error| anyhow!("reading the session's schema: {}", pg::describe(&error)))?;
+    let schema: Option<String> = row.get(0);
+    let database: String = row.get(1);
+    let (format, why) = match args.format.0 {
+        Some(format) => (format, "--format".to_string()),
+        None => {
+            let mut evidence = detect::from_files(entries)?;
+            detect::from_database(
+                &mut evidence,
+                client,
+                schema.as_deref(),
+                args.table.as_ref(),
+            )
+            .await?;
+            detect::decide(&evidence)?
+        }
+    };
+    let name = match &args.table {
+        // initbox's own ledger has always been in public unless a schema is named.
+        Some(name) if format == Format::Initbox && name.schema.is_none() => TableName {
+            schema: Some("public".into()),
+            name: name.name.clone(),
+        },
+        Some(name) => name.clone(),
+        None => {
+            TableName::parse(format.default_table()).expect("the formats' tables are valid names")
+        }
+    };
+    let table = match (&name.schema, &schema) {
+        (Some(_), _) => name.in_schema(""),
+        (None, Some(schema)) => name.in_schema(schema),
+        (None, None) => {
+            return Err(exit::usage(format!(
+                "no schema on the connection's search_path exists, so there is no current schema for                  {format}'s {}: create one, set search_path, or pass --table SCHEMA.TABLE",
+                name.name
+            )));
+        }
+    };
+    logging::emit(
+        Level::Info,
+        &format!("format {format} ({why}), ledger {}", table.shown),
+        &[
+            ("event", "format".into()),
+            ("format", format.name().into()),
+            ("ledger", table.shown.as_str().into()),
+        ],
+    );
+    // Read once, and only what is text: a binary value from a Secret must not stop a run.
+    let environment: std::collections::HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    let flyway_placeholders = match environment
+        .get("FLYWAY_PLACEHOLDER_REPLACEMENT")
+        .map(String::as_str)
+    {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(exit::usage(format!(
+                "invalid FLYWAY_PLACEHOLDER_REPLACEMENT '{other}': expected true or false"
+            )));
+        }
+    };
+    let context = Context {
+        schema: table.schema.clone(),
+        user: row.get(2),
+        database: database.clone(),
+        timestamp: row.get(3),
+        table: table.name.clone(),
+        file_name: String::new(),
+        environment: std::sync::Arc::new(environment),
+        flyway_placeholders,
+    };
+    let files = source::read(entries, format, &context)?;
+    Ok(Setup {
+        format,
+        table,
+        files,
+        database,
+    })
+}
+
+/// The keys this run holds while it writes: initbox's own, and the tool's.
+fn lock_keys(setup: &Setup) -> Vec<lock::Key> {
+    let mut keys = vec![lock::Key {
+        key: lock::key(&setup.table.shown),
+        whose: "initbox's lock".into(),
+    }];
+    keys.extend(
+        setup
+            .format
+            .tool_locks(&setup.database, &setup.table)
+            .into_iter()
+            .map(|tool| lock::Key {
+                key: tool.key,
+                whose: tool.why,
+            }),
+    );
+    keys
+}
+
+/// Applies what is pending. The common case, nothing pending on a restart, reads the ledger
+/// once without the lock and ends; anything else is decided again under the lock.
 async fn up(
     args: &MigrateArgs,
     ctx: &Ctx,
     target: &PgTarget,
-    files: &[Migration],
+    client: &Client,
+    setup: &Setup,
 ) -> anyhow::Result<()> {
-    let (lock_client, client) = (
-        connect(args, ctx, target).await?,
-        connect(args, ctx, target).await?,
-    );
-    let key = lock::key(&args.table.name);
-    lock::acquire(ctx, &lock_client, key, args.lock_timeout).await?;
-    let result = apply_pending(args, ctx, target, &client, files).await;
-    lock::release(&lock_client, key).await;
+    let state = setup.format.read(client, &setup.table).await?;
+    let plan = plan::plan(setup.format, &setup.files, &state, allow(args));
+    if !plan.unusable.is_empty() {
+        return Err(exit::usage(format!(
+            "nothing applied: {}",
+            plan.unusable.join("; ")
+        )));
+    }
+    if plan.pending.is_empty() && plan.problems.is_empty() && state.unfinished.is_none() {
+        return up_to_date(plan.applied);
+    }
+    let keys = lock_keys(setup);
+    lock::acquire(ctx, client, &keys, args.lock_timeout).await?;
+    let result = apply_pending(args, ctx, target, client, setup).await;
+    lock::release(client).await;
     result
+}
+
+fn up_to_date(applied: usize) -> anyhow::Result<()> {
+    logging::emit(
+        Level::Info,
+        &format!("up to date: {applied} migrations applied, none pending"),
+        &[("event", "up_to_date".into()), ("applied", applied.into())],
+    );
+    Ok(())
+}
+
+async fn ensure_ledger(client: &Client, setup: &Setup, state: &State) -> anyhow::Result<()> {
+    if state.exists {
+        return Ok(());
+    }
+    setup
+        .format
+        .create(client, &setup.table)
+        .await
+        .map_err(|error| anyhow!("creating {}: {}", setup.table.shown, pg::describe(&error)))
 }
 
 async fn apply_pending(
@@ -147,54 +339,33 @@ async fn apply_pending(
     ctx: &Ctx,
     target: &PgTarget,
     client: &Client,
-    files: &[Migration],
+    setup: &Setup,
 ) -> anyhow::Result<()> {
     // Under the lock: whatever another runner applied before is visible now.
-    args.table
-        .create(client)
-        .await
-        .map_err(|error| anyhow!("creating {}: {}", args.table.name, pg::describe(&error)))?;
-    let applied = args.table.read(client).await?;
-    let problems = check(args, files, &applied);
-    if !problems.is_empty() {
-        return Err(anyhow!("nothing applied: {}", problems.join("; ")));
+    let state = setup.format.read(client, &setup.table).await?;
+    if let Some(unfinished) = &state.unfinished {
+        return Err(anyhow!("nothing applied: {unfinished}"));
     }
-    let pending: Vec<&Migration> = files
-        .iter()
-        .filter(|file| !applied.iter().any(|row| row.version == file.version))
-        .collect();
-    if pending.is_empty() {
-        logging::emit(
-            Level::Info,
-            &format!(
-                "up to date: {} migrations applied, none pending",
-                applied.len()
-            ),
-            &[
-                ("event", "up_to_date".into()),
-                ("applied", applied.len().into()),
-            ],
-        );
-        return Ok(());
+    let plan = plan::plan(setup.format, &setup.files, &state, allow(args));
+    if !plan.problems.is_empty() {
+        return Err(anyhow!("nothing applied: {}", plan.problems.join("; ")));
     }
-    // Prepared once: each file then costs four round trips (begin with its limits, its SQL,
-    // its ledger row, commit).
-    let record = client
-        .prepare(&args.table.insert_sql())
-        .await
-        .map_err(|error| anyhow!("preparing the ledger insert: {}", pg::describe(&error)))?;
-    for migration in &pending {
+    if plan.pending.is_empty() {
+        return up_to_date(plan.applied);
+    }
+    ensure_ledger(client, setup, &state).await?;
+    for migration in &plan.pending {
         if let Some(stop) = ctx.cancel.stopped() {
             return Err(signal::stopped(stop));
         }
-        apply_one(args, ctx, target, client, &record, migration).await?;
+        apply_one(args, ctx, target, client, setup, migration).await?;
     }
     logging::emit(
         Level::Info,
-        &format!("applied {} migrations", pending.len()),
+        &format!("applied {} migrations", plan.pending.len()),
         &[
             ("event", "migrated".into()),
-            ("applied", pending.len().into()),
+            ("applied", plan.pending.len().into()),
         ],
     );
     Ok(())
@@ -207,19 +378,21 @@ async fn apply_one(
     ctx: &Ctx,
     target: &PgTarget,
     client: &Client,
-    record: &Statement,
+    setup: &Setup,
     migration: &Migration,
 ) -> anyhow::Result<()> {
-    logging::emit(
-        Level::Info,
-        &format!("applying {}", migration.name),
-        &[
-            ("event", "applying".into()),
-            ("file", migration.name.as_str().into()),
-        ],
-    );
+    let mut fields = vec![
+        ("event", "applying".into()),
+        ("file", migration.name.as_str().into()),
+    ];
+    let mut message = format!("applying {}", migration.name);
+    if let Some(why) = &migration.body.why_untransacted {
+        message.push_str(&format!(" outside a transaction ({why})"));
+        fields.push(("transaction", false.into()));
+    }
+    logging::emit(Level::Info, &message, &fields);
     let started = Instant::now();
-    let run = execute(args, client, record, migration);
+    let run = execute(args, client, setup, migration);
     tokio::pin!(run);
     let deadline = ctx.deadline_reached();
     let stopped = tokio::select! {
@@ -237,7 +410,7 @@ async fn apply_one(
                     );
                     Ok(())
                 }
-                Err(error) => Err(failure(client, migration, &error).await),
+                Err((piece, error)) => Err(failure(client, migration, piece, &error).await),
             };
         }
         stop = ctx.cancel.cancelled() => signal::stopped(stop),
@@ -250,40 +423,59 @@ async fn apply_one(
     // Cancel on the server and give it a moment to roll back, so that the lock is released
     // on a database exactly as it was before this file.
     target.cancel(&client.cancel_token()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
-    Err(stopped.context(format!("{}: cancelled, rolled back", migration.name)))
+    let ended = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
+    let what = match (ended, migration.body.transaction) {
+        // It finished before the cancel reached it: applied and recorded.
+        (Ok(Ok(())), _) => "stopped after it was applied and recorded".to_string(),
+        (_, Transaction::Wrapped) => "cancelled, rolled back".to_string(),
+        (_, Transaction::None) => format!(
+            "cancelled; it runs outside a transaction, so what it finished before the cancel stays              applied{}",
+            if setup.format == Format::GolangMigrate {
+                ", and its version is left dirty"
+            } else {
+                ", and it is not recorded: check it before it runs again"
+            }
+        ),
+    };
+    Err(stopped.context(format!("{}: {what}", migration.name)))
 }
 
+/// Runs a file's pieces and records it. On failure, the index of the piece that failed (for
+/// the error's line), if it was one of them.
 async fn execute(
     args: &MigrateArgs,
     client: &Client,
-    record: &Statement,
+    setup: &Setup,
     migration: &Migration,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), (Option<usize>, tokio_postgres::Error)> {
+    let transactional = migration.body.transaction == Transaction::Wrapped;
     let limits = format!(
         "SET {scope} lock_timeout = {}; SET {scope} statement_timeout = {}",
         args.lock_wait.as_millis(),
         args.statement_timeout.as_millis(),
-        scope = if migration.transactional {
-            "LOCAL"
-        } else {
-            "SESSION"
-        },
+        scope = if transactional { "LOCAL" } else { "SESSION" },
     );
     let started = Instant::now();
-    let elapsed = |started: Instant| started.elapsed().as_millis() as i64;
-    if migration.transactional {
+    let record = |started: Instant| migration.record(started.elapsed().as_millis() as i64);
+    let outside = |error| (None, error);
+    if transactional {
         let body = async {
-            client.batch_execute(&format!("BEGIN; {limits}")).await?;
-            client.batch_execute(&migration.sql).await?;
-            let row = [
-                &migration.version as _,
-                &migration.name as _,
-                &migration.checksum as _,
-                &elapsed(started) as _,
-            ];
-            client.execute(record, &row).await?;
-            client.batch_execute("COMMIT").await
+            client
+                .batch_execute(&format!("BEGIN; {limits}"))
+                .await
+                .map_err(outside)?;
+            for (index, piece) in migration.body.pieces.iter().enumerate() {
+                client
+                    .batch_execute(&piece.sql)
+                    .await
+                    .map_err(|error| (Some(index), error))?;
+            }
+            setup
+                .format
+                .record(client, &setup.table, &record(started), true)
+                .await
+                .map_err(outside)?;
+            client.batch_execute("COMMIT").await.map_err(outside)
         }
         .await;
         if body.is_err() {
@@ -291,20 +483,29 @@ async fn execute(
         }
         body
     } else {
-        client.batch_execute(&limits).await?;
-        let result = client.batch_execute(&migration.sql).await;
+        setup
+            .format
+            .before_untransacted(client, &setup.table, &record(started))
+            .await
+            .map_err(outside)?;
+        client.batch_execute(&limits).await.map_err(outside)?;
+        let mut result = Ok(());
+        for (index, piece) in migration.body.pieces.iter().enumerate() {
+            if let Err(error) = client.batch_execute(&piece.sql).await {
+                result = Err((Some(index), error));
+                break;
+            }
+        }
         let reset = client
             .batch_execute("RESET lock_timeout; RESET statement_timeout")
             .await;
         result?;
-        reset?;
-        let row = [
-            &migration.version as _,
-            &migration.name as _,
-            &migration.checksum as _,
-            &elapsed(started) as _,
-        ];
-        client.execute(record, &row).await.map(drop)
+        reset.map_err(outside)?;
+        setup
+            .format
+            .record(client, &setup.table, &record(started), false)
+            .await
+            .map_err(outside)
     }
 }
 
@@ -313,9 +514,11 @@ async fn execute(
 async fn failure(
     client: &Client,
     migration: &Migration,
+    piece: Option<usize>,
     error: &tokio_postgres::Error,
 ) -> anyhow::Error {
     let mut text = format!("{}: ", migration.name);
+    let piece = piece.and_then(|index| migration.body.pieces.get(index));
     match error.as_db_error() {
         Some(db) => {
             text.push_str(&format!(
@@ -324,27 +527,42 @@ async fn failure(
                 db.code().code(),
                 db.message()
             ));
-            if let Some(tokio_postgres::error::ErrorPosition::Original(position)) = db.position() {
-                let (line, column) = source::line_and_column(&migration.sql, *position as usize);
-                text.push_str(&format!(" at line {line}, column {column}"));
+            if let (Some(piece), Some(tokio_postgres::error::ErrorPosition::Original(position))) =
+                (piece, db.position())
+            {
+                let (line, column) = line_and_column(&piece.sql, *position as usize);
+                text.push_str(&format!(
+                    " at line {}, column {column}",
+                    piece.line + line - 1
+                ));
             }
         }
         None => text.push_str(&pg::describe(error)),
     }
-    if migration.transactional {
+    if migration.body.transaction == Transaction::Wrapped {
         text.push_str("; rolled back, nothing of this file was applied");
     } else {
         text.push_str("; it ran outside a transaction");
-        if let Some(advice) = invalid_index_advice(client, migration).await {
+        let statement = piece.map_or("", |piece| piece.sql.as_str());
+        if let Some(advice) = invalid_index_advice(client, statement).await {
             text.push_str(&format!("; {advice}"));
         }
     }
     anyhow!(text)
 }
 
+/// Line and column (1-based) of a 1-based character position, as the server reports it.
+fn line_and_column(sql: &str, position: usize) -> (usize, usize) {
+    let offset = sql
+        .char_indices()
+        .nth(position.saturating_sub(1))
+        .map_or(sql.len(), |(offset, _)| offset);
+    crate::text::error_text::line_and_column(sql, offset)
+}
+
 /// A CREATE INDEX CONCURRENTLY that failed or was interrupted leaves an INVALID index behind,
 /// which makes the same file fail (or, with IF NOT EXISTS, silently do nothing) next time.
-async fn invalid_index_advice(client: &Client, migration: &Migration) -> Option<String> {
+async fn invalid_index_advice(client: &Client, statement: &str) -> Option<String> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname FROM pg_index i
@@ -354,75 +572,70 @@ async fn invalid_index_advice(client: &Client, migration: &Migration) -> Option<
         )
         .await
         .ok()?;
-    let sql = migration.sql.to_lowercase();
+    let sql = statement.to_lowercase();
+    // The index the failed statement names as a whole word: `items_id` is not `items_id_owner`.
+    let named = |index: &str| {
+        let index = index.to_lowercase();
+        sql.match_indices(&index).any(|(at, _)| {
+            let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+            !sql[..at].ends_with(word) && !sql[at + index.len()..].starts_with(word)
+        })
+    };
     rows.iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-        .find(|(_, index)| sql.contains(&index.to_lowercase()))
+        .find(|(_, index)| named(index))
         .map(|(schema, index)| {
+            let name = format!(
+                "{}.{}",
+                table::quote_if_needed(&schema),
+                table::quote_if_needed(&index)
+            );
             format!(
-                "index {schema}.{index} is INVALID (left by a failed CREATE INDEX CONCURRENTLY): \
-                 run DROP INDEX CONCURRENTLY {schema}.{index}; then run migrate again"
+                "index {name} is INVALID (left by a failed CREATE INDEX CONCURRENTLY): \
+                 run DROP INDEX CONCURRENTLY {name}; then run migrate again"
             )
         })
 }
 
-/// Every mismatch between the files and the ledger that forbids applying.
-fn check(args: &MigrateArgs, files: &[Migration], applied: &[Applied]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for row in applied {
-        match files.iter().find(|file| file.version == row.version) {
-            Some(file) if file.checksum != row.checksum => problems.push(format!(
-                "{} was changed after it was applied (checksum {} recorded, {} now)",
-                file.name,
-                &row.checksum[..row.checksum.len().min(12)],
-                &file.checksum[..12]
-            )),
-            Some(_) => {}
-            None if args.allow_missing => {}
-            None => problems.push(format!(
-                "version {} ({}) is applied but its file is missing (--allow-missing to go on)",
-                row.version, row.name
-            )),
-        }
-    }
-    if !args.allow_out_of_order
-        && let Some(highest) = applied.iter().map(|row| row.version).max()
-    {
-        for file in files {
-            if file.version < highest && !applied.iter().any(|row| row.version == file.version) {
-                problems.push(format!(
-                    "{} is pending but older than applied version {highest} (--allow-out-of-order to apply it)",
-                    file.name
-                ));
-            }
-        }
-    }
-    problems
-}
-
-/// One line per version on stdout: `applied|pending|changed|missing VERSION NAME`.
-fn print_status(files: &[Migration], applied: &[Applied]) {
+/// One line per migration on stdout: `applied|pending|changed|missing VERSION NAME`, where
+/// VERSION is `R` for a Flyway repeatable and `-` for an unnumbered sql-migrate file.
+fn print_status(setup: &Setup, state: &State) {
     use std::io::Write;
-    let mut lines: Vec<(i64, String)> = Vec::new();
-    for file in files {
-        let state = match applied.iter().find(|row| row.version == file.version) {
-            Some(row) if row.checksum != file.checksum => "changed",
-            Some(_) => "applied",
-            None => "pending",
-        };
-        lines.push((
-            file.version,
-            format!("{state} {} {}", file.version, file.name),
-        ));
-    }
-    for row in applied {
-        if !files.iter().any(|file| file.version == row.version) {
-            lines.push((row.version, format!("missing {} {}", row.version, row.name)));
+    let shown_version = |migration: &Migration| match &migration.version {
+        Some(version) => version.canonical(),
+        None if migration.repeatable => "R".into(),
+        None => "-".into(),
+    };
+    let mut lines: Vec<String> = setup
+        .files
+        .iter()
+        .map(|file| {
+            let word = match plan::file_state(setup.format, file, state) {
+                FileState::Applied => "applied",
+                FileState::Pending => "pending",
+                FileState::Changed => "changed",
+            };
+            format!("{word} {} {}", shown_version(file), file.name)
+        })
+        .collect();
+    for row in state.applied.iter().filter(|row| !row.repeatable) {
+        if !setup
+            .files
+            .iter()
+            .any(|file| !file.repeatable && file.id == row.id)
+        {
+            let version = row
+                .version
+                .as_ref()
+                .map_or_else(|| "-".into(), |v| v.canonical());
+            lines.push(format!("missing {version} {}", row.shown));
         }
     }
-    lines.sort();
+    if let Some(unfinished) = &state.unfinished {
+        logging::emit(Level::Warn, unfinished, &[]);
+    }
     let mut stdout = std::io::stdout().lock();
-    for (_, line) in lines {
+    for line in lines {
         let _ = writeln!(stdout, "{line}");
     }
 }
@@ -431,42 +644,87 @@ fn print_status(files: &[Migration], applied: &[Applied]) {
 async fn baseline(
     args: &MigrateArgs,
     ctx: &Ctx,
-    target: &PgTarget,
-    files: &[Migration],
-    version: i64,
+    client: &Client,
+    setup: &Setup,
+    version: &str,
 ) -> anyhow::Result<()> {
-    let client = connect(args, ctx, target).await?;
-    let key = lock::key(&args.table.name);
-    lock::acquire(ctx, &client, key, args.lock_timeout).await?;
+    let limit = version::Version::parse(version).ok_or_else(|| {
+        exit::usage(format!(
+            "invalid baseline version '{version}': expected digits, or dotted digits"
+        ))
+    })?;
+    let keys = lock_keys(setup);
+    lock::acquire(ctx, client, &keys, args.lock_timeout).await?;
     let result = async {
-        args.table
-            .create(&client)
-            .await
-            .map_err(|error| anyhow!("creating {}: {}", args.table.name, pg::describe(&error)))?;
-        let applied = args.table.read(&client).await?;
+        let state = setup.format.read(client, &setup.table).await?;
+        ensure_ledger(client, setup, &state).await?;
         let mut marked = 0;
-        for file in files.iter().filter(|file| file.version <= version) {
-            if applied.iter().any(|row| row.version == file.version) {
+        for file in &setup.files {
+            let below = file.version.as_ref().is_some_and(|v| *v <= limit);
+            if !below
+                || file.repeatable
+                || plan::file_state(setup.format, file, &state) != FileState::Pending
+            {
                 continue;
             }
-            client
-                .execute(
-                    &args.table.insert_sql(),
-                    &[&file.version, &file.name, &file.checksum, &0i64],
-                )
+            setup
+                .format
+                .record(client, &setup.table, &file.record(0), false)
                 .await
                 .map_err(|error| anyhow!("{}: {}", file.name, pg::describe(&error)))?;
             marked += 1;
         }
         logging::emit(
             Level::Info,
-            &format!("baseline {version}: {marked} files marked as applied without running them"),
+            &format!("baseline {limit}: {marked} files marked as applied without running them"),
             &[("event", "baseline".into()), ("marked", marked.into())],
         );
         Ok(())
     }
     .await;
-    lock::release(&client, key).await;
+    lock::release(client).await;
+    result
+}
+
+/// golang-migrate's `force`: the ledger's one version becomes VERSION, not dirty.
+async fn force(
+    args: &MigrateArgs,
+    ctx: &Ctx,
+    client: &Client,
+    setup: &Setup,
+    version: i64,
+) -> anyhow::Result<()> {
+    if setup.format != Format::GolangMigrate {
+        return Err(exit::usage(format!(
+            "force sets golang-migrate's dirty version; the {} ledger has none",
+            setup.format
+        )));
+    }
+    if version < -1 {
+        return Err(exit::usage(format!(
+            "invalid version {version}: expected -1 or more"
+        )));
+    }
+    let keys = lock_keys(setup);
+    lock::acquire(ctx, client, &keys, args.lock_timeout).await?;
+    let result = async {
+        let state = setup.format.read(client, &setup.table).await?;
+        ensure_ledger(client, setup, &state).await?;
+        formats::force_golang_migrate(client, &setup.table, version)
+            .await
+            .map_err(|error| anyhow!("setting the version: {}", pg::describe(&error)))?;
+        logging::emit(
+            Level::Info,
+            &format!(
+                "{} now says version {version}, not dirty",
+                setup.table.shown
+            ),
+            &[("event", "forced".into())],
+        );
+        Ok(())
+    }
+    .await;
+    lock::release(client).await;
     result
 }
 

@@ -1,94 +1,191 @@
-//! Migration files: which files in the directory count, their versions and names, checksums,
-//! and the `-- initbox:no-transaction` directive.
+//! The migrations directory: which entries count (not recursively, following the symlinks of a
+//! ConfigMap mount, skipping its `..data` entries), and each file read by its tool's rules into
+//! what runs, in the tool's order.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use super::formats::{Body, Checksum, Context, Format, Named, Record};
+use super::version::Version;
 use crate::runtime::exit;
+use crate::runtime::logging::{self, Level};
 
-/// First line of a file that must run outside a transaction (CREATE INDEX CONCURRENTLY).
-pub const NO_TRANSACTION: &str = "-- initbox:no-transaction";
-
-/// One migration file, read and checked.
+/// A regular file in the directory.
 #[derive(Debug, Clone)]
-pub struct Migration {
-    pub version: i64,
-    /// The file name, as recorded in the ledger and shown in messages.
+pub struct Entry {
     pub name: String,
-    /// The SQL with a BOM removed and CRLF turned into LF: what runs and what is hashed.
-    pub sql: String,
-    /// SHA-256 of `sql`, in hex.
-    pub checksum: String,
-    pub transactional: bool,
+    pub path: PathBuf,
 }
 
-/// Reads DIR: `.sql` files, not recursively, following symlinks (a ConfigMap mount is a tree
-/// of them), skipping names that start with '.' (its `..data` and `..2026_...` entries) and
-/// golang-migrate's `.down.sql` files. Sorted by version.
-pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<Migration>> {
+/// One migration, read and checked.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// The file name, as shown in messages (and sql-migrate's ledger id).
+    pub name: String,
+    /// None for a Flyway repeatable, or an unnumbered sql-migrate file.
+    pub version: Option<Version>,
+    pub description: String,
+    /// What matches it to its ledger row.
+    pub id: String,
+    pub repeatable: bool,
+    pub body: Body,
+    pub checksum: Option<Checksum>,
+    /// Another checksum accepted for it (a Flyway repeatable's raw text).
+    pub also_accepted: Option<Checksum>,
+    /// Why it cannot run: a goose Go migration, or a body the tool's rules refuse (a missing
+    /// semicolon, an unknown placeholder). Only a problem if it is pending: a file applied long
+    /// ago must not stop every restart.
+    pub unusable: Option<String>,
+}
+
+impl Migration {
+    /// What the ledger records of it, after `elapsed_ms`.
+    pub fn record(&self, elapsed_ms: i64) -> Record<'_> {
+        Record {
+            name: &self.name,
+            version: self.version.as_ref(),
+            description: &self.description,
+            checksum: self.checksum.as_ref(),
+            elapsed_ms,
+        }
+    }
+}
+
+/// The directory's regular files, by name.
+pub fn list(dir: &Path) -> anyhow::Result<Vec<Entry>> {
     let entries = std::fs::read_dir(dir).map_err(|error| {
         exit::usage(format!(
             "cannot read migrations directory {}: {error}",
             dir.display()
         ))
     })?;
-    let mut by_version: BTreeMap<i64, Vec<Migration>> = BTreeMap::new();
-    let mut unparsable = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let entry =
             entry.map_err(|error| exit::usage(format!("reading {}: {error}", dir.display())))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if file_name.starts_with('.')
-            || !file_name.ends_with(".sql")
-            || file_name.ends_with(".down.sql")
-        {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A ConfigMap mount's `..data` link and `..2026_...` directory; editors' dotfiles.
+        if name.starts_with('.') {
             continue;
         }
         let path = entry.path();
         // metadata() follows symlinks: a ConfigMap's files are links into ..data.
-        if !std::fs::metadata(&path).is_ok_and(|meta| meta.is_file()) {
-            continue;
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.is_file()) {
+            files.push(Entry { name, path });
         }
-        let Some(version) = parse_version(&file_name) else {
-            unparsable.push(file_name);
-            continue;
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+pub fn read_text(entry: &Entry) -> anyhow::Result<(Vec<u8>, String)> {
+    let bytes = std::fs::read(&entry.path)
+        .map_err(|error| exit::usage(format!("cannot read {}: {error}", entry.path.display())))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| exit::usage(format!("{} is not UTF-8 text", entry.name)))?;
+    Ok((bytes, text))
+}
+
+/// Reads every migration of `format` from the entries, in the order the tool applies them:
+/// versioned files by version, then (Flyway) repeatables by description.
+pub fn read(
+    entries: &[Entry],
+    format: Format,
+    context: &Context,
+) -> anyhow::Result<Vec<Migration>> {
+    let mut migrations = Vec::new();
+    let mut invalid = Vec::new();
+    for entry in entries {
+        let (version, description, foreign) = match format.classify(&entry.name) {
+            Named::Migration {
+                version,
+                description,
+            } => (version, description, None),
+            Named::Foreign { version, why } => (Some(version), String::new(), Some(why)),
+            Named::Skipped(why) => {
+                logging::emit(
+                    Level::Debug,
+                    &format!("skipping {}: {why}", entry.name),
+                    &[],
+                );
+                continue;
+            }
+            Named::Invalid(why) => {
+                invalid.push((entry.name.clone(), why));
+                continue;
+            }
         };
-        let bytes = std::fs::read(&path)
-            .map_err(|error| exit::usage(format!("cannot read {}: {error}", path.display())))?;
-        let sql = normalise(&bytes)
-            .ok_or_else(|| exit::usage(format!("{file_name} is not UTF-8 text")))?;
-        let transactional = sql.lines().next().map(str::trim_end) != Some(NO_TRANSACTION);
-        if !transactional && count_statements(&sql) != 1 {
-            return Err(exit::usage(format!(
-                "{file_name}: a {NO_TRANSACTION} file must hold exactly one statement, it has {}",
-                count_statements(&sql)
-            )));
-        }
-        by_version.entry(version).or_default().push(Migration {
+        let repeatable = format == Format::Flyway && version.is_none();
+        let id = format.id(&entry.name, version.as_ref(), &description);
+        let (body, checksum, also_accepted, unusable) = match foreign {
+            Some(why) => (
+                Body::empty(),
+                None,
+                None,
+                Some(format!("{} is {why}", entry.name)),
+            ),
+            None => {
+                let (bytes, text) = read_text(entry)?;
+                let companion = entries
+                    .iter()
+                    .find(|other| {
+                        format == Format::Flyway && other.name == format!("{}.conf", entry.name)
+                    })
+                    .map(read_text)
+                    .transpose()?
+                    .map(|(_, text)| text);
+                let mut file_context = context.clone();
+                file_context.file_name = entry.name.clone();
+                let (body, unusable) = match format.body(&text, companion.as_deref(), &file_context)
+                {
+                    Ok(body) => (body, None),
+                    Err(why) => (Body::empty(), Some(format!("{}: {why}", entry.name))),
+                };
+                let raw = format.checksum(&text, &bytes);
+                let (checksum, also_accepted) = match format.replaced_checksum(&text, &file_context)
+                {
+                    Some(replaced) if repeatable => (Some(replaced), raw),
+                    _ => (raw, None),
+                };
+                (body, checksum, also_accepted, unusable)
+            }
+        };
+        migrations.push(Migration {
+            name: entry.name.clone(),
             version,
-            checksum: sha256_hex(sql.as_bytes()),
-            name: file_name,
-            sql,
-            transactional,
+            description,
+            id,
+            repeatable,
+            body,
+            checksum,
+            also_accepted,
+            unusable,
         });
     }
-    if !unparsable.is_empty() {
-        unparsable.sort();
-        return Err(exit::usage(format!(
-            "migration file names must start with a version number (NNN_name.sql or NNN_name.up.sql): {}",
-            unparsable.join(", ")
-        )));
+    if !invalid.is_empty() {
+        let (_, why) = &invalid[0];
+        let names: Vec<&str> = invalid.iter().map(|(name, _)| name.as_str()).collect();
+        return Err(exit::usage(format!("{why}: {}", names.join(", "))));
     }
-    let duplicates: Vec<String> = by_version
+    let mut by_id: BTreeMap<&str, Vec<&Migration>> = BTreeMap::new();
+    for migration in &migrations {
+        by_id.entry(&migration.id).or_default().push(migration);
+    }
+    let duplicates: Vec<String> = by_id
         .values()
-        .filter(|files| files.len() > 1)
-        .map(|files| {
-            let mut names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
-            names.sort();
-            format!("version {} in {}", files[0].version, names.join(" and "))
+        .filter(|same| same.len() > 1)
+        .map(|same| {
+            let names: Vec<&str> = same.iter().map(|m| m.name.as_str()).collect();
+            match &same[0].version {
+                Some(version) => {
+                    format!("version {} in {}", version.canonical(), names.join(" and "))
+                }
+                None => format!(
+                    "description '{}' in {}",
+                    same[0].description,
+                    names.join(" and ")
+                ),
+            }
         })
         .collect();
     if !duplicates.is_empty() {
@@ -97,200 +194,34 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<Migration>> {
             duplicates.join("; ")
         )));
     }
-    Ok(by_version.into_values().flatten().collect())
-}
-
-/// `0042_add_users.sql` -> 42: the leading digits, then `_` and a name.
-fn parse_version(file_name: &str) -> Option<i64> {
-    let digits = file_name.bytes().take_while(u8::is_ascii_digit).count();
-    let rest = &file_name[digits..];
-    let name = rest.strip_prefix('_')?.strip_suffix(".sql")?;
-    let name = name.strip_suffix(".up").unwrap_or(name);
-    if digits == 0 || name.is_empty() {
-        return None;
-    }
-    file_name[..digits].parse().ok()
-}
-
-/// Drops a UTF-8 BOM and turns CRLF into LF, so a file edited on Windows keeps its checksum.
-fn normalise(bytes: &[u8]) -> Option<String> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).ok()?;
-    Some(text.replace("\r\n", "\n"))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
-/// Counts the SQL statements in `sql`: semicolon-separated, ignoring semicolons inside quotes,
-/// dollar-quoted bodies and comments, and empty statements.
-pub fn count_statements(sql: &str) -> usize {
-    let bytes = sql.as_bytes();
-    let mut count = 0;
-    let mut has_content = false;
-    let mut index = 0;
-    while index < bytes.len() {
-        let rest = &sql[index..];
-        let skip = if rest.starts_with("--") {
-            rest.find('\n').unwrap_or(rest.len())
-        } else if rest.starts_with("/*") {
-            block_comment_len(rest)
-        } else if rest.starts_with('\'') || rest.starts_with('"') {
-            has_content = true;
-            quoted_len(rest, bytes[index])
-        } else if let Some(tag) = dollar_tag(rest) {
-            has_content = true;
-            rest[tag.len()..]
-                .find(tag)
-                .map_or(rest.len(), |end| end + 2 * tag.len())
-        } else {
-            let c = rest.chars().next().expect("not at the end");
-            if c == ';' {
-                if has_content {
-                    count += 1;
-                }
-                has_content = false;
-            } else if !c.is_whitespace() {
-                has_content = true;
-            }
-            c.len_utf8()
-        };
-        index += skip;
-    }
-    count + usize::from(has_content)
-}
-
-/// Length of a `/* ... */` comment, which PostgreSQL lets nest.
-fn block_comment_len(text: &str) -> usize {
-    let mut depth = 0;
-    let mut index = 0;
-    while index < text.len() {
-        if text[index..].starts_with("/*") {
-            depth += 1;
-            index += 2;
-        } else if text[index..].starts_with("*/") {
-            depth -= 1;
-            index += 2;
-            if depth == 0 {
-                return index;
-            }
-        } else {
-            index += text[index..].chars().next().map_or(1, char::len_utf8);
-        }
-    }
-    text.len()
-}
-
-/// Length of a '...' or "..." token; a doubled quote inside stays inside.
-fn quoted_len(text: &str, quote: u8) -> usize {
-    let bytes = text.as_bytes();
-    let mut index = 1;
-    while index < bytes.len() {
-        if bytes[index] == quote {
-            if bytes.get(index + 1) == Some(&quote) {
-                index += 2;
-                continue;
-            }
-            return index + 1;
-        }
-        index += 1;
-    }
-    text.len()
-}
-
-/// `$$` or `$tag$` at the start of `text`.
-fn dollar_tag(text: &str) -> Option<&str> {
-    let after = text.strip_prefix('$')?;
-    let tag_len = after
-        .bytes()
-        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        .count();
-    if after.as_bytes().get(tag_len) == Some(&b'$')
-        && !after.starts_with(|c: char| c.is_ascii_digit())
-    {
-        Some(&text[..tag_len + 2])
-    } else {
-        None
-    }
-}
-
-/// Line and column (1-based) of a 1-based character position, as the server reports it.
-pub fn line_and_column(sql: &str, position: usize) -> (usize, usize) {
-    let offset = sql
-        .char_indices()
-        .nth(position.saturating_sub(1))
-        .map_or(sql.len(), |(offset, _)| offset);
-    crate::text::error_text::line_and_column(sql, offset)
+    migrations.sort_by(|a, b| {
+        (
+            a.repeatable,
+            a.version.is_none(),
+            &a.version,
+            &a.description,
+            &a.name,
+        )
+            .cmp(&(
+                b.repeatable,
+                b.version.is_none(),
+                &b.version,
+                &b.description,
+                &b.name,
+            ))
+    });
+    Ok(migrations)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn versions_come_from_both_naming_styles() {
-        assert_eq!(parse_version("001_init.sql"), Some(1));
-        assert_eq!(
-            parse_version("20260101120000_add_users.up.sql"),
-            Some(20260101120000)
-        );
-        assert_eq!(parse_version("42_x.sql"), Some(42));
-        for bad in [
-            "init.sql",
-            "_x.sql",
-            "001.sql",
-            "001_.sql",
-            "v1_x.sql",
-            "001-x.sql",
-        ] {
-            assert_eq!(parse_version(bad), None, "{bad}");
+    fn context() -> Context {
+        Context {
+            flyway_placeholders: true,
+            ..Context::default()
         }
-    }
-
-    #[test]
-    fn checksums_ignore_bom_and_line_endings() {
-        let unix = normalise(b"CREATE TABLE t ();\nSELECT 1;\n").unwrap();
-        let windows = normalise(b"\xEF\xBB\xBFCREATE TABLE t ();\r\nSELECT 1;\r\n").unwrap();
-        assert_eq!(sha256_hex(unix.as_bytes()), sha256_hex(windows.as_bytes()));
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-
-    #[test]
-    fn statements_are_counted_outside_quotes_and_comments() {
-        assert_eq!(count_statements("CREATE INDEX CONCURRENTLY i ON t (a);"), 1);
-        assert_eq!(count_statements("CREATE INDEX CONCURRENTLY i ON t (a)"), 1);
-        assert_eq!(
-            count_statements("-- initbox:no-transaction\nSELECT 1; -- a; b\n"),
-            1
-        );
-        assert_eq!(count_statements("SELECT ';'; SELECT \"a;b\";"), 2);
-        assert_eq!(
-            count_statements("DO $body$ BEGIN PERFORM 1; END $body$;"),
-            1
-        );
-        assert_eq!(
-            count_statements("SELECT $$;$$; /* ; /* ; */ ; */ SELECT 2"),
-            2
-        );
-        assert_eq!(count_statements("SELECT 'it''s;';;;"), 1);
-        assert_eq!(count_statements("  \n-- only a comment\n"), 0);
-        assert_eq!(count_statements("SELECT $1; SELECT 2"), 2);
-    }
-
-    #[test]
-    fn positions_become_lines_and_columns() {
-        let sql = "CREATE TABLE a ();\nSELEC 1;\n";
-        assert_eq!(line_and_column(sql, 20), (2, 1));
-        assert_eq!(line_and_column(sql, 1), (1, 1));
     }
 
     #[test]
@@ -307,42 +238,64 @@ mod tests {
                 .unwrap();
         }
         std::fs::write(dir.path().join("README.md"), "not sql").unwrap();
-        let migrations = read_dir(dir.path()).unwrap();
+        let entries = list(dir.path()).unwrap();
+        let migrations = read(&entries, Format::Initbox, &context()).unwrap();
         let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["001_init.sql", "002_more.up.sql"]);
-        assert_eq!(migrations[1].version, 2);
 
         std::fs::write(dir.path().join("002_again.sql"), "SELECT 1;").unwrap();
         std::fs::write(dir.path().join("notes.sql"), "SELECT 1;").unwrap();
-        let error = read_dir(dir.path()).unwrap_err();
+        let error = read(&list(dir.path()).unwrap(), Format::Initbox, &context()).unwrap_err();
         assert!(error.to_string().contains("notes.sql"), "{error}");
         std::fs::remove_file(dir.path().join("notes.sql")).unwrap();
-        let error = read_dir(dir.path()).unwrap_err().to_string();
+        let error = read(&list(dir.path()).unwrap(), Format::Initbox, &context())
+            .unwrap_err()
+            .to_string();
         assert!(
-            error.contains("version 2 in 002_again.sql and 002_more.up.sql"),
+            error.contains("002_again.sql and 002_more.up.sql"),
             "{error}"
         );
     }
 
     #[test]
-    fn no_transaction_files_hold_one_statement() {
+    fn flyway_orders_versions_as_numbers_then_repeatables() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("001_index.sql"),
-            format!("{NO_TRANSACTION}\nCREATE INDEX CONCURRENTLY i ON t (a);\n"),
-        )
-        .unwrap();
-        let migrations = read_dir(dir.path()).unwrap();
-        assert!(!migrations[0].transactional);
-        std::fs::write(
-            dir.path().join("002_two.sql"),
-            format!("{NO_TRANSACTION}\nCREATE INDEX CONCURRENTLY j ON t (a);\nSELECT 1;\n"),
-        )
-        .unwrap();
-        let error = read_dir(dir.path()).unwrap_err().to_string();
-        assert!(
-            error.contains("002_two.sql") && error.contains("it has 2"),
-            "{error}"
+        for name in [
+            "V10__c.sql",
+            "V2__a.sql",
+            "V2.1__b.sql",
+            "V17.1__d.sql",
+            "R__views.sql",
+            "R__a_first.sql",
+        ] {
+            std::fs::write(dir.path().join(name), "SELECT 1;").unwrap();
+        }
+        let migrations = read(&list(dir.path()).unwrap(), Format::Flyway, &context()).unwrap();
+        let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "V2__a.sql",
+                "V2.1__b.sql",
+                "V10__c.sql",
+                "V17.1__d.sql",
+                "R__a_first.sql",
+                "R__views.sql"
+            ]
+        );
+    }
+
+    #[test]
+    fn sql_migrate_orders_numbered_names_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["10_c.sql", "2_b.sql", "2_a.sql", "zeta.sql", "alpha.sql"] {
+            std::fs::write(dir.path().join(name), "-- +migrate Up\nSELECT 1;\n").unwrap();
+        }
+        let migrations = read(&list(dir.path()).unwrap(), Format::SqlMigrate, &context()).unwrap();
+        let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["2_a.sql", "2_b.sql", "10_c.sql", "alpha.sql", "zeta.sql"]
         );
     }
 }

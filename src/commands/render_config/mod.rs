@@ -19,7 +19,8 @@ use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
 use crate::text::error_text;
 
-use envsubst::ProblemKind;
+use envsubst::names::NameList;
+use envsubst::{Options, ProblemKind, Selection};
 use validate::Format;
 use values::Values;
 
@@ -63,6 +64,24 @@ pub struct RenderConfigArgs {
     /// Owner of the written files: UID:GID or UID (numbers; needs root or CAP_CHOWN).
     #[arg(long, value_parser = Owner::parse, value_name = "UID[:GID]")]
     pub owner: Option<Owner>,
+
+    /// envsubst: an unset variable in ${VAR} or $VAR is empty instead of an error, as in a
+    /// shell; ${VAR?message} and ${VAR:?message} still fail.
+    #[arg(long, env = "INITBOX_ALLOW_UNSET", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_unset: bool,
+
+    /// envsubst: expand $NAME too, not only ${NAME} (a bare $host in an nginx config becomes
+    /// an undefined variable).
+    #[arg(long, env = "INITBOX_BARE_VARS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub bare_vars: bool,
+
+    /// envsubst: expand only these variables, as $NAME or ${NAME...}, and leave every other $
+    /// as written ($$ too), like GNU envsubst's SHELL-FORMAT. Comma or space separated;
+    /// '$A $B' works too. Repeatable.
+    #[arg(long, env = "INITBOX_ONLY", value_parser = envsubst::names::parse, value_name = "NAMES")]
+    pub only: Vec<NameList>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,7 +117,8 @@ fn render(args: &RenderConfigArgs) -> anyhow::Result<()> {
         .iter()
         .map(|job| read_template(&job.template))
         .collect::<anyhow::Result<Vec<String>>>()?;
-    let rendered = render_all(args.engine, &jobs, &sources, &values)?;
+    let options = envsubst_options(args)?;
+    let rendered = render_all(options.as_ref(), &jobs, &sources, &values)?;
     if let Some(format) = args.validate {
         validate_all(format, &jobs, &rendered)?;
     }
@@ -106,6 +126,36 @@ fn render(args: &RenderConfigArgs) -> anyhow::Result<()> {
         write(job, text, args)?;
     }
     Ok(())
+}
+
+/// How the envsubst engine reads templates; None for jinja.
+fn envsubst_options(args: &RenderConfigArgs) -> anyhow::Result<Option<Options>> {
+    if args.engine == Engine::Jinja {
+        // Jinja has its own ways (`is defined`, `default`); a flag that would change nothing
+        // is a mistake worth hearing about.
+        let envsubst_only = [
+            (args.allow_unset, "--allow-unset"),
+            (args.bare_vars, "--bare-vars"),
+            (!args.only.is_empty(), "--only"),
+        ];
+        if let Some((_, flag)) = envsubst_only.iter().find(|(given, _)| *given) {
+            return Err(exit::usage(format!(
+                "{flag} applies to --engine envsubst, not jinja (use `is defined` or `default`)"
+            )));
+        }
+        return Ok(None);
+    }
+    let selection = if args.only.is_empty() {
+        Selection::All {
+            bare: args.bare_vars,
+        }
+    } else {
+        Selection::Only(args.only.iter().flat_map(|list| list.0.clone()).collect())
+    };
+    Ok(Some(Options {
+        selection,
+        allow_unset: args.allow_unset,
+    }))
 }
 
 /// What to render where, checked before any template is read.
@@ -198,43 +248,41 @@ fn read_template(path: &Path) -> anyhow::Result<String> {
         .map_err(|_| exit::usage(format!("template {} is not UTF-8 text", path.display())))
 }
 
+/// An engine ready to render: jinja's holds the values.
+enum Renderer<'a> {
+    Envsubst(&'a Options),
+    Jinja(Box<jinja::Jinja>),
+}
+
 /// Renders every template. Any problem in any of them is exit 2, with every undefined variable
 /// of every template in the one message, so one rollout shows everything there is to fix.
 fn render_all(
-    engine: Engine,
+    envsubst_options: Option<&Options>,
     jobs: &[Job],
     sources: &[String],
     values: &Values,
 ) -> anyhow::Result<Vec<String>> {
-    let jinja = (engine == Engine::Jinja).then(|| jinja::Jinja::new(values));
+    let renderer = match envsubst_options {
+        Some(options) => Renderer::Envsubst(options),
+        None => Renderer::Jinja(Box::new(jinja::Jinja::new(values))),
+    };
     let mut rendered = Vec::with_capacity(jobs.len());
     let mut errors = Vec::new();
     // Each undefined name once, where it is first used, in one list over all templates.
     let mut undefined: Vec<(String, String)> = Vec::new();
     for (job, source) in jobs.iter().zip(sources) {
-        let outcome = match &jinja {
-            Some(jinja) => jinja
+        let outcome = match &renderer {
+            Renderer::Jinja(jinja) => jinja
                 .render(&job.shown, source)
                 .map_err(|error| vec![error]),
-            None => envsubst::render(source, |name| values.get(name)).map_err(|problems| {
-                let mut syntax = Vec::new();
-                for problem in problems {
-                    let place = format!("{}:{}:{}", job.shown, problem.line, problem.column);
-                    match problem.kind {
-                        ProblemKind::Syntax(message) => syntax.push(format!("{place}: {message}")),
-                        ProblemKind::Undefined { name, message } => {
-                            if !undefined.iter().any(|(seen, _)| *seen == name) {
-                                let place = match message {
-                                    Some(message) => format!("{place}: {message}"),
-                                    None => place,
-                                };
-                                undefined.push((name, place));
-                            }
-                        }
-                    }
-                }
-                syntax
-            }),
+            Renderer::Envsubst(options) => {
+                envsubst::render(source, |name| values.get(name), options)
+                    .map(|rendered| {
+                        warn_all(&job.shown, &rendered.warnings);
+                        rendered.text
+                    })
+                    .map_err(|problems| syntax_errors(&job.shown, problems, &mut undefined))
+            }
         };
         match outcome {
             Ok(text) => rendered.push(text),
@@ -255,6 +303,45 @@ fn render_all(
         )));
     }
     Ok(rendered)
+}
+
+/// One envsubst template's problems: its syntax errors as "file:line:column: message", and
+/// its undefined variables added to `undefined` unless already there.
+fn syntax_errors(
+    shown: &str,
+    problems: Vec<envsubst::Problem>,
+    undefined: &mut Vec<(String, String)>,
+) -> Vec<String> {
+    let mut syntax = Vec::new();
+    for problem in problems {
+        let place = format!("{shown}:{}:{}", problem.line, problem.column);
+        match problem.kind {
+            ProblemKind::Syntax(message) => syntax.push(format!("{place}: {message}")),
+            ProblemKind::Undefined { name, message } => {
+                if !undefined.iter().any(|(seen, _)| *seen == name) {
+                    let place = match message {
+                        Some(message) => format!("{place}: {message}"),
+                        None => place,
+                    };
+                    undefined.push((name, place));
+                }
+            }
+        }
+    }
+    syntax
+}
+
+fn warn_all(shown: &str, warnings: &[(usize, usize, String)]) {
+    for (line, column, message) in warnings {
+        logging::emit(
+            Level::Warn,
+            &format!("{shown}:{line}:{column}: {message}"),
+            &[
+                ("event", "template_warning".into()),
+                ("template", shown.to_string().into()),
+            ],
+        );
+    }
 }
 
 /// Parses every output that `--validate` covers; exit 1 naming each one that fails.

@@ -3,6 +3,7 @@
 //! form for logs. Shared by every subcommand that talks to PostgreSQL.
 
 mod conninfo;
+pub mod ready;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,159 @@
+//! `initbox wait URI...` against real servers of several kinds at once: one deadline, one
+//! final line naming what is not ready, URIs from INITBOX_WAIT, query parameters as options,
+//! and malformed URIs rejected before any waiting.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::support::grpc::GrpcServer;
+use crate::support::http::{HttpServer, Response};
+use crate::support::redis::Redis;
+use crate::support::{finish, free_port, initbox, run, spawn};
+
+#[test]
+fn five_kinds_at_once_one_late_one_never() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = HttpServer::start(|request| {
+        if request.path == "/health?verbose=1" {
+            Response::ok("{\"status\":\"UP\"}")
+        } else {
+            Response::status(404)
+        }
+    });
+    let redis = Redis::start_with_password("r3dis-SECRET");
+    let mut grpc = GrpcServer::start(&[("-", "NOT_SERVING")]);
+    let dir = tempfile::tempdir().unwrap();
+    let never = dir.path().join("never-written");
+    let uris = [
+        format!("tcp://{}", tcp.local_addr().unwrap()),
+        format!("{}?verbose=1&status=200&body=UP", http.url("/health")),
+        format!(
+            "redis://:r3dis-SECRET@127.0.0.1:{}/0?role=master",
+            redis.port
+        ),
+        format!("grpc://127.0.0.1:{}", grpc.port),
+        format!("file://{}?nonempty", never.display()),
+    ];
+    let (child, started) = spawn(initbox().args(["--timeout", "4s", "wait"]).args(&uris));
+    std::thread::sleep(Duration::from_millis(1000));
+    grpc.set("-", "SERVING");
+    let result = finish(child, started);
+    result.expect_code(124);
+    assert!(
+        result.elapsed >= Duration::from_secs(4),
+        "{:?}",
+        result.elapsed
+    );
+    let stderr = &result.stderr;
+    for ready in [
+        uris[0].as_str(),
+        &http.url("/health?***"),
+        &format!("redis://:***@127.0.0.1:{}/0", redis.port),
+        &uris[3],
+    ] {
+        assert!(
+            stderr.contains(&format!("{ready}: ready after")),
+            "{ready}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("health status NOT_SERVING"), "{stderr}");
+    let last = result.stderr_lines().last().unwrap().to_string();
+    assert_eq!(
+        last.split_once("ERROR ").map(|(_, message)| message),
+        Some(
+            format!(
+                "deadline of 4s exceeded; not ready: file://{} (no such file or directory)",
+                never.display()
+            )
+            .as_str()
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("r3dis-SECRET"), "{stderr}");
+}
+
+#[test]
+fn uris_come_from_initbox_wait_and_a_file_written_late_is_seen() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("ready");
+    let list = format!(
+        "tcp://{}\n  file://{}?nonempty ",
+        tcp.local_addr().unwrap(),
+        flag.display()
+    );
+    let (child, started) = spawn(initbox().env("INITBOX_WAIT", &list).args([
+        "--timeout",
+        "20s",
+        "wait",
+        "--",
+        "sh",
+        "-c",
+        "echo started",
+    ]));
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&flag, "").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&flag, "yes").unwrap();
+    let result = finish(child, started);
+    result.expect_code(0);
+    assert_eq!(result.stdout.trim(), "started");
+    assert!(
+        result
+            .stderr
+            .contains("not ready: no such file or directory"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("not ready: the file is empty"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn dns_and_postgres_style_parameters_reach_their_probes() {
+    // A postgres:// URI's own libpq options (sslmode) and initbox's (fail_fast) are told apart:
+    // a bad sslmode is libpq's error, named before any waiting.
+    let result = run(initbox().args([
+        "--timeout",
+        "1m",
+        "wait",
+        "postgres://app:S3CRET@127.0.0.1:1/app?fail_fast&sslmode=sometimes",
+    ]));
+    result.expect_code(2);
+    assert!(
+        result.stderr.contains("unknown sslmode 'sometimes'"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains("S3CRET"), "{}", result.stderr);
+}
+
+#[test]
+fn malformed_uris_are_rejected_before_any_waiting() {
+    let closed = format!("tcp://127.0.0.1:{}", free_port());
+    for (uri, named) in [
+        ("db:5432", "unknown scheme 'db'"),
+        ("tcp://db", "'db'"),
+        ("dns:db?type=MX", "'MX'"),
+        ("http://api/?status=abc", "invalid parameter 'status'"),
+        ("file:///x?bogus", "unknown parameter 'bogus'"),
+        ("redis://:S3CRET@h/0?role=leader", "role 'leader'"),
+    ] {
+        let result = run(initbox().args(["--timeout", "1m", "wait", &closed, uri]));
+        result.expect_code(2);
+        assert!(result.elapsed < Duration::from_secs(5));
+        let last = result.stderr_lines().last().unwrap().to_string();
+        assert!(last.contains(named), "{uri}: {last}");
+        assert!(!result.stderr.contains("S3CRET"), "{}", result.stderr);
+    }
+    let nothing = run(initbox().env_remove("INITBOX_WAIT").args(["wait"]));
+    nothing.expect_code(2);
+    assert!(
+        nothing.stderr.contains("INITBOX_WAIT"),
+        "{}",
+        nothing.stderr
+    );
+}
