@@ -621,3 +621,318 @@ fn the_filesystem_root_symlinks_and_special_files_are_refused_with_exit_2() {
         assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
     }
 }
+
+/// The `threads` event of a run made with `--log-format json --log-level debug`: the number of
+/// walking threads and why.
+fn threads_chosen(result: &crate::support::Run) -> (u64, String) {
+    let event = result
+        .stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["event"] == "threads")
+        .unwrap_or_else(|| panic!("no threads event in:\n{}", result.stderr));
+    (
+        event["threads"].as_u64().unwrap(),
+        event["why"].as_str().unwrap().to_owned(),
+    )
+}
+
+const DEBUG_JSON: [&str; 4] = ["--log-format", "json", "--log-level", "debug"];
+
+#[test]
+fn the_thread_count_follows_the_cpus_allowed_and_threads_overrides_it() {
+    let (_temp, root) = tree(2, 2);
+    let owner = me();
+    let args = ["--owner", owner.as_str()];
+    let mut pinned = Command::new("taskset");
+    pinned
+        .args(["-c", "0", env!("CARGO_BIN_EXE_initbox")])
+        .args(DEBUG_JSON)
+        .arg("fix-perms")
+        .args(args)
+        .arg(&root)
+        .env("INITBOX_TERMINATION_LOG", "");
+    let result = run(&mut pinned);
+    result.expect_code(0);
+    let (threads, why) = threads_chosen(&result);
+    assert_eq!(threads, 1, "{why}");
+    assert!(why.starts_with("1 CPU allowed"), "{why}");
+
+    let result = run(initbox()
+        .args(DEBUG_JSON)
+        .arg("fix-perms")
+        .args(args)
+        .args(["--threads", "3"])
+        .arg(&root));
+    result.expect_code(0);
+    assert_eq!(threads_chosen(&result), (3, "--threads".to_owned()));
+
+    let result = run(initbox()
+        .args(DEBUG_JSON)
+        .arg("fix-perms")
+        .args(args)
+        .arg(&root)
+        .env("INITBOX_THREADS", "2"));
+    result.expect_code(0);
+    assert_eq!(threads_chosen(&result).0, 2);
+
+    for bad in ["0", "many", "257"] {
+        let result = run(initbox()
+            .arg("fix-perms")
+            .args(args)
+            .args(["--threads", bad])
+            .arg(&root));
+        assert_eq!(result.code, Some(2), "{bad}: {}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+        assert!(result.stderr.contains("--threads"), "{}", result.stderr);
+    }
+}
+
+/// A CPU cgroup made for one test, with a child cgroup below it, as the kubelet makes a pod's
+/// and a container's: the quota goes on the outer one (`cpu.cfs_quota_us` and
+/// `cpu.cfs_period_us` on cgroup v1, `cpu.max` on v2), the process into the inner one, which
+/// sets none, so only the walk up the hierarchy finds the limit. Removed when dropped.
+struct CpuCgroup {
+    outer: PathBuf,
+    inner: PathBuf,
+    v2: bool,
+}
+
+impl CpuCgroup {
+    /// `None`, saying why, where no CPU controller can be used here.
+    fn new(test: &str) -> Option<CpuCgroup> {
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let (top, is_v2) = if v1.join("cpu.cfs_quota_us").exists() {
+            (v1, false)
+        } else if fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|controllers| controllers.split_whitespace().any(|c| c == "cpu"))
+            && fs::write(v2.join("cgroup.subtree_control"), "+cpu").is_ok()
+        {
+            (v2, true)
+        } else {
+            eprintln!("skipping {test}: no CPU cgroup controller can be used here");
+            return None;
+        };
+        let outer = top.join(format!("initbox-test-{}-{test}", std::process::id()));
+        let inner = outer.join("container");
+        if let Err(error) = fs::create_dir(&outer) {
+            eprintln!(
+                "skipping {test}: cannot create {}: {error}",
+                outer.display()
+            );
+            return None;
+        }
+        let cgroup = CpuCgroup {
+            inner,
+            outer,
+            v2: is_v2,
+        };
+        if is_v2 {
+            fs::write(cgroup.outer.join("cgroup.subtree_control"), "+cpu").unwrap();
+        }
+        fs::create_dir(&cgroup.inner).unwrap();
+        Some(cgroup)
+    }
+
+    /// Limits the outer cgroup to `millicpus` (Kubernetes' `500m` is 500), over the kubelet's
+    /// period of 100 ms.
+    fn limit(&self, millicpus: u64) {
+        let quota = millicpus * 100;
+        if self.v2 {
+            fs::write(self.outer.join("cpu.max"), format!("{quota} 100000")).unwrap();
+        } else {
+            fs::write(self.outer.join("cpu.cfs_period_us"), "100000").unwrap();
+            fs::write(self.outer.join("cpu.cfs_quota_us"), quota.to_string()).unwrap();
+        }
+    }
+
+    /// The file that holds the outer cgroup's quota.
+    fn quota_file(&self) -> String {
+        let name = if self.v2 {
+            "cpu.max"
+        } else {
+            "cpu.cfs_quota_us"
+        };
+        format!(
+            "{}/{name}",
+            self.outer.file_name().unwrap().to_str().unwrap()
+        )
+    }
+
+    /// Runs initbox with `args` in the inner cgroup: a shell moves itself there, then becomes
+    /// initbox.
+    fn run(&self, args: &[&str]) -> crate::support::Run {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+            .arg(&self.inner)
+            .arg(env!("CARGO_BIN_EXE_initbox"))
+            .args(args)
+            .env("INITBOX_TERMINATION_LOG", "");
+        run(&mut command)
+    }
+}
+
+impl Drop for CpuCgroup {
+    fn drop(&mut self) {
+        // A cgroup is removed once its last process has gone, which can take a moment after
+        // the process was reaped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in [&self.inner, &self.outer] {
+            while fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+#[test]
+fn under_a_cgroup_cpu_quota_below_two_cpus_one_thread_walks() {
+    let test = "under_a_cgroup_cpu_quota_below_two_cpus_one_thread_walks";
+    if needs_root(test, "a CPU cgroup with a quota") {
+        return;
+    }
+    let Some(cgroup) = CpuCgroup::new("quota") else {
+        return;
+    };
+    let (_temp, root) = tree(2, 2);
+    let root = root.to_str().unwrap();
+    let owner = me();
+    let mut args = DEBUG_JSON.to_vec();
+    args.extend(["fix-perms", "--owner", &owner, root]);
+
+    for (millicpus, shown) in [(100, "0.1"), (500, "0.5"), (1500, "1.5")] {
+        cgroup.limit(millicpus);
+        let result = cgroup.run(&args);
+        result.expect_code(0);
+        let (threads, why) = threads_chosen(&result);
+        assert_eq!(threads, 1, "{millicpus}m: {why}");
+        assert!(
+            why.contains(&format!("CPU quota {shown} ("))
+                && why.contains(&format!("{}00 of every 100000 µs", millicpus))
+                && why.ends_with(&format!("{})", cgroup.quota_file())),
+            "{millicpus}m: {why}"
+        );
+    }
+
+    // Two CPUs' worth of quota: as many threads as CPUs allowed, up to two.
+    cgroup.limit(2000);
+    let result = cgroup.run(&args);
+    result.expect_code(0);
+    let (threads, why) = threads_chosen(&result);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    assert_eq!(threads as usize, cpus, "{why}");
+    assert!(why.contains("CPU quota 2 ("), "{why}");
+
+    // --threads wins over the quota.
+    cgroup.limit(500);
+    let mut forced = args.clone();
+    forced.extend(["--threads", "2"]);
+    let result = cgroup.run(&forced);
+    result.expect_code(0);
+    assert_eq!(threads_chosen(&result), (2, "--threads".to_owned()));
+}
+
+#[test]
+fn where_every_entry_differs_owners_change_unexamined_and_symlinks_are_still_not_followed() {
+    let test =
+        "where_every_entry_differs_owners_change_unexamined_and_symlinks_are_still_not_followed";
+    if needs_root(test, "chown to another user") {
+        return;
+    }
+    let (_temp, root) = tree(3, 100);
+    let outside = scratch();
+    let (secret, secret_dir) = (outside.path().join("shadow"), outside.path().join("etc"));
+    fs::create_dir(&secret_dir).unwrap();
+    fs::write(&secret, b"root only").unwrap();
+    // Made last, so they come late in each directory (entries are taken in inode order), when
+    // the walk has long stopped examining entries.
+    for d in 0..3 {
+        let dir = root.join(format!("d{d:03}"));
+        symlink(&secret, dir.join("zz-file-link")).unwrap();
+        symlink(&secret_dir, dir.join("zz-dir-link")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.join("zz-fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+    }
+
+    let dry = run(&mut fix_perms(
+        &["--owner", APP, "--dry-run", "--log-format", "json"],
+        &[&root],
+    ));
+    dry.expect_code(0);
+    assert_eq!(
+        summary(&dry.stderr)["unexamined"],
+        0,
+        "--dry-run examines every entry"
+    );
+
+    // One thread fixes entries straight from the directory listing, several share batches.
+    for threads in ["1", "2"] {
+        let reset = Command::new("chown")
+            .args(["-R", "-h", "0:0"])
+            .arg(&root)
+            .status();
+        assert!(reset.unwrap().success());
+        let result = run(&mut fix_perms(
+            &["--owner", APP, "--log-format", "json", "--threads", threads],
+            &[&root],
+        ));
+        result.expect_code(0);
+        let summary = summary(&result.stderr);
+        let entries = entries(&root);
+        assert_eq!(summary["changed"], entries.len() as u64);
+        assert!(
+            summary["unexamined"].as_u64().unwrap() > 200,
+            "{}",
+            result.stderr
+        );
+        for (path, meta) in &entries {
+            assert_eq!((meta.uid(), meta.gid()), (1000, 1000), "{}", path.display());
+        }
+        assert_eq!(owner(&secret), (0, 0));
+        assert_eq!(owner(&secret_dir), (0, 0));
+    }
+}
+
+#[test]
+fn a_file_mounted_into_a_large_directory_is_left_alone() {
+    let test = "a_file_mounted_into_a_large_directory_is_left_alone";
+    if needs_root(test, "a bind mount in a private mount namespace") {
+        return;
+    }
+    // As a ConfigMap key mounted with subPath: a file among many that all need a new owner,
+    // which the walk would otherwise change without examining it.
+    let (_temp, root) = tree(1, 200);
+    let source = scratch();
+    let mounted_from = source.path().join("config.yaml");
+    fs::write(&mounted_from, "x").unwrap();
+    let mount_point = root.join("d000/zz-config.yaml");
+    fs::write(&mount_point, "").unwrap();
+    let result = in_a_private_mount_namespace(&format!(
+        "set -e; mount --bind {} {}; {} --log-format json fix-perms --owner {APP} {}",
+        mounted_from.display(),
+        mount_point.display(),
+        env!("CARGO_BIN_EXE_initbox"),
+        root.display(),
+    ));
+    result.expect_code(0);
+    assert!(
+        result.stderr.contains("on another filesystem, left alone"),
+        "{}",
+        result.stderr
+    );
+    assert!(summary(&result.stderr)["unexamined"].as_u64().unwrap() == 0);
+    assert_eq!(owner(&mounted_from), (0, 0));
+    assert_eq!(owner(&root.join("d000/f199")), (1000, 1000));
+}
+
+/// Runs a shell script in a mount namespace of its own, so its mounts go when it ends.
+fn in_a_private_mount_namespace(script: &str) -> crate::support::Run {
+    let mut unshare = Command::new("unshare");
+    unshare.args(["-m", "--propagation", "private", "sh", "-c", script]);
+    run(unshare.env("INITBOX_TERMINATION_LOG", ""))
+}

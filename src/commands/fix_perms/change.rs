@@ -75,6 +75,13 @@ impl Want {
 }
 
 impl Change {
+    /// All that is changed on an entry that was not examined: its owner. A mode is only set
+    /// where it is known to differ.
+    pub const OWNER: Change = Change {
+        owner: true,
+        mode: None,
+    };
+
     /// Changes the owner first, then the mode (a change of owner may clear setuid and setgid).
     pub fn apply(self, target: Target<'_>, want: &Want) -> Result<(), Failure> {
         let (uid, gid) = want.ids();

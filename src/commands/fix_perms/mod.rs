@@ -2,6 +2,7 @@
 //! symlink, without leaving the volume's filesystem, and without touching what is already right.
 
 mod change;
+mod cpus;
 mod tally;
 mod walk;
 
@@ -20,6 +21,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, lstat};
 use serde_json::json;
 
 use crate::fs::atomic::{self, Owner};
+use crate::fs::dirents;
 use crate::runtime::ctx::Ctx;
 use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
@@ -28,7 +30,11 @@ use crate::runtime::signal;
 use crate::text::error_text;
 
 use change::{Target, Want};
-use tally::Tally;
+use cpus::Cpus;
+use tally::{Counts, Tally};
+
+/// A short job does not need one thread per core of a large node that sets no CPU limit.
+const MAX_THREADS: usize = 8;
 
 #[derive(Debug, clap::Args)]
 pub struct FixPermsArgs {
@@ -59,6 +65,12 @@ pub struct FixPermsArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Threads that walk the tree. Default: one per CPU this process may use, counting the
+    /// cgroup CPU quota (a container's CPU limit), up to 8; under a quota below 2 CPUs, one.
+    #[arg(long, env = "INITBOX_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+
     /// Directories to fix with everything below them, or single files. Symlinks are never
     /// followed; `/` is refused.
     #[arg(required = true, value_name = "PATH")]
@@ -72,6 +84,8 @@ struct Fix {
     cross_mounts: bool,
     if_root_mismatch: bool,
     tally: Tally,
+    /// Threads that walk a directory.
+    workers: usize,
     /// Set on SIGTERM, SIGINT or the deadline; the threads stop at their next entry.
     stop: AtomicBool,
 }
@@ -94,6 +108,7 @@ pub async fn run(args: &FixPermsArgs, ctx: &Ctx) -> anyhow::Result<()> {
         cross_mounts: args.cross_mounts,
         if_root_mismatch: args.if_root_mismatch,
         tally: Tally::default(),
+        workers: workers(args.threads),
         stop: AtomicBool::new(false),
     });
     let started = Instant::now();
@@ -129,26 +144,71 @@ pub async fn run(args: &FixPermsArgs, ctx: &Ctx) -> anyhow::Result<()> {
     }
 }
 
+/// The number of walking threads: `--threads`, or one per CPU this process may use.
+fn workers(threads: Option<u16>) -> usize {
+    let (workers, why) = match threads {
+        Some(threads) => (usize::from(threads), "--threads".to_owned()),
+        None => {
+            let cpus = Cpus::detect();
+            (cpus.usable().min(MAX_THREADS), cpus.to_string())
+        }
+    };
+    let plural = if workers == 1 { "" } else { "s" };
+    logging::emit(
+        Level::Debug,
+        &format!("walking with {workers} thread{plural}: {why}"),
+        &[
+            ("event", json!("threads")),
+            ("threads", json!(workers)),
+            ("why", json!(why)),
+        ],
+    );
+    workers
+}
+
 impl Fix {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Whether an entry of this kind (as its directory lists it) may get its owner changed
+    /// without being examined: not with --dry-run (which prints only what differs), never a
+    /// directory (examined for the mount check) or an entry of unknown type, and not a file
+    /// when --file-mode asks for a mode, which is set only where it differs.
+    fn may_change_unexamined(&self, kind: dirents::Kind) -> bool {
+        use dirents::Kind::*;
+        !self.dry_run
+            && match kind {
+                Symlink => true,
+                File | Special => self.want.file_mode.is_none(),
+                Dir | Unknown => false,
+            }
+    }
+
     /// Changes one entry where it differs from what is wanted; with --dry-run, prints its path
-    /// instead. `path` is only built when it is needed.
-    fn entry(&self, target: Target<'_>, stat: &FileStat, path: impl Fn() -> PathBuf) {
+    /// instead. `path` is only built when it is needed. Returns whether the entry differed.
+    fn entry(
+        &self,
+        target: Target<'_>,
+        stat: &FileStat,
+        path: impl Fn() -> PathBuf,
+        counts: &mut Counts,
+    ) -> bool {
         let Some(change) = self.want.change(stat) else {
-            return self.tally.skipped();
+            counts.skipped += 1;
+            return false;
         };
         if self.dry_run {
             self.tally.print(&path());
         } else if let Err(failure) = change.apply(target, &self.want) {
-            return self.tally.failed_call(&path(), failure.what, failure.errno);
+            self.tally.failed_call(&path(), failure.what, failure.errno);
+            return true;
         }
-        self.tally.changed();
+        counts.changed += 1;
         if is(stat, SFlag::S_IFREG) && stat.st_nlink > 1 {
             self.tally.hardlinked(&path(), stat.st_nlink, self.dry_run);
         }
+        true
     }
 }
 
@@ -230,6 +290,7 @@ impl Root {
     fn fix(self, fix: &Fix) {
         fix.tally.scanned();
         let Root { path, stat, kind } = self;
+        let mut counts = Counts::default();
         if fix.if_root_mismatch && fix.want.change(&stat).is_none() {
             about(
                 Level::Info,
@@ -241,7 +302,12 @@ impl Root {
         }
         match kind {
             Kind::File { parent, name } => {
-                fix.entry(Target::At(parent.as_fd(), &name), &stat, || path.clone());
+                fix.entry(
+                    Target::At(parent.as_fd(), &name),
+                    &stat,
+                    || path.clone(),
+                    &mut counts,
+                );
             }
             Kind::Dir(fd) => {
                 let errors = fix.tally.errors();
@@ -265,9 +331,10 @@ impl Root {
                     );
                     return;
                 }
-                fix.entry(Target::Fd(fd.as_fd()), &stat, || path.clone());
+                fix.entry(Target::Fd(fd.as_fd()), &stat, || path.clone(), &mut counts);
             }
         }
+        fix.tally.add(&mut counts);
     }
 }
 

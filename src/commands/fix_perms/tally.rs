@@ -24,13 +24,46 @@ pub struct Tally {
     scanned: AtomicU64,
     changed: AtomicU64,
     skipped: AtomicU64,
+    unexamined: AtomicU64,
     hardlinked: AtomicU64,
     errors: AtomicU64,
     other_filesystems: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
 
+/// The counts one thread keeps for itself while it works through a batch of entries, added to
+/// the shared [`Tally`] once per batch: counting in shared memory on every entry would make the
+/// threads take turns owning it.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub scanned: u64,
+    pub changed: u64,
+    pub skipped: u64,
+    /// Changed without being examined first (so also counted in `changed`).
+    pub unexamined: u64,
+}
+
 impl Tally {
+    /// Adds what a thread counted, and starts its counts again from zero.
+    pub fn add(&self, counts: &mut Counts) {
+        let Counts {
+            scanned,
+            changed,
+            skipped,
+            unexamined,
+        } = std::mem::take(counts);
+        for (total, count) in [
+            (&self.scanned, scanned),
+            (&self.changed, changed),
+            (&self.skipped, skipped),
+            (&self.unexamined, unexamined),
+        ] {
+            if count > 0 {
+                total.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn scanned(&self) {
         self.scanned.fetch_add(1, Ordering::Relaxed);
     }
@@ -41,11 +74,6 @@ impl Tally {
 
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
-    }
-
-    /// An entry that was changed (or, with --dry-run, would be).
-    pub fn changed(&self) {
-        self.changed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A changed regular file with more than one link: the same inode is under another name,
@@ -127,21 +155,27 @@ impl Tally {
 
     /// The one line that sums the run up, whatever its outcome.
     pub fn summarize(&self, elapsed: Duration, dry_run: bool) {
-        let [scanned, changed, skipped, hardlinked, errors] = [
+        let [scanned, changed, skipped, unexamined, hardlinked, errors] = [
             &self.scanned,
             &self.changed,
             &self.skipped,
+            &self.unexamined,
             &self.hardlinked,
             &self.errors,
         ]
         .map(|count| count.load(Ordering::Relaxed));
         let verb = if dry_run { "would change" } else { "changed" };
         let entries = if scanned == 1 { "entry" } else { "entries" };
+        let unexamined_text = if unexamined > 0 {
+            format!(", {unexamined} without examining them first")
+        } else {
+            String::new()
+        };
         logging::emit(
             Level::Info,
             &format!(
-                "scanned {scanned} {entries} in {}: {verb} {changed} ({hardlinked} hard-linked), \
-                 skipped {skipped}, failed {errors}",
+                "scanned {scanned} {entries} in {}: {verb} {changed} ({hardlinked} hard-linked\
+                 {unexamined_text}), skipped {skipped}, failed {errors}",
                 duration::human(elapsed)
             ),
             &[
@@ -149,6 +183,7 @@ impl Tally {
                 ("scanned", json!(scanned)),
                 ("changed", json!(changed)),
                 ("skipped", json!(skipped)),
+                ("unexamined", json!(unexamined)),
                 ("hardlinked", json!(hardlinked)),
                 ("errors", json!(errors)),
                 ("dry_run", json!(dry_run)),
