@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use tokio_postgres::Client;
 
 use super::formats::Format;
-use super::source::{self, Entry};
+use super::source::Entry;
 use super::table::{TableName, quote, quote_if_needed};
 use crate::runtime::exit;
 
@@ -48,9 +48,9 @@ pub fn from_files(entries: &[Entry]) -> anyhow::Result<Evidence> {
                 evidence.numbered.get_or_insert_with(|| name.to_string());
             }
         }
-        let (_, text) = source::read_text(entry)?;
+        let text = entry.text()?;
         for format in super::formats::ALL {
-            if let Some(what) = format.claims(name, &text) {
+            if let Some(what) = format.claims(name, text) {
                 evidence.file(format, format!("{name} {what}"));
             }
         }
@@ -204,6 +204,7 @@ pub fn decide(evidence: &Evidence) -> anyhow::Result<(Format, String)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::source;
     use super::*;
 
     fn evidence_of(files: &[(&str, &str)]) -> Evidence {
@@ -245,6 +246,25 @@ mod tests {
             let (format, why) = decide(&evidence_of(&files)).unwrap();
             assert_eq!(format, expected, "{files:?}: {why}");
         }
+    }
+
+    #[test]
+    fn each_file_is_read_once_for_detection_and_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("001_a.sql");
+        std::fs::write(&path, "-- +goose Up\nSELECT 1;\n").unwrap();
+        let entries = source::list(dir.path()).unwrap();
+        let (format, _) = decide(&from_files(&entries).unwrap()).unwrap();
+        // What detection read is what runs, even if the file is gone or changed since.
+        std::fs::write(&path, "-- +goose Up\nSELECT 2;\n").unwrap();
+        let migrations = source::read(&entries, format, &Default::default()).unwrap();
+        let sql: Vec<&str> = migrations[0]
+            .body
+            .pieces
+            .iter()
+            .map(|piece| piece.sql.trim())
+            .collect();
+        assert_eq!(sql, ["SELECT 1;"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ConfigMap mount, skipping its `..data` entries), and each file read by its tool's rules into
 //! what runs, in the tool's order.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,23 @@ use crate::runtime::logging::{self, Level};
 pub struct Entry {
     pub name: String,
     pub path: PathBuf,
+    /// Its text, once read: `--format auto` looks at it, then the format's rules read it.
+    text: OnceCell<String>,
+}
+
+impl Entry {
+    /// The file's text, read on first use only.
+    pub fn text(&self) -> anyhow::Result<&str> {
+        if let Some(text) = self.text.get() {
+            return Ok(text);
+        }
+        let bytes = std::fs::read(&self.path).map_err(|error| {
+            exit::usage(format!("cannot read {}: {error}", self.path.display()))
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| exit::usage(format!("{} is not UTF-8 text", self.name)))?;
+        Ok(self.text.get_or_init(|| text))
+    }
 }
 
 /// One migration, read and checked.
@@ -71,19 +89,15 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<Entry>> {
         let path = entry.path();
         // metadata() follows symlinks: a ConfigMap's files are links into ..data.
         if std::fs::metadata(&path).is_ok_and(|meta| meta.is_file()) {
-            files.push(Entry { name, path });
+            files.push(Entry {
+                name,
+                path,
+                text: OnceCell::new(),
+            });
         }
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
-}
-
-pub fn read_text(entry: &Entry) -> anyhow::Result<(Vec<u8>, String)> {
-    let bytes = std::fs::read(&entry.path)
-        .map_err(|error| exit::usage(format!("cannot read {}: {error}", entry.path.display())))?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| exit::usage(format!("{} is not UTF-8 text", entry.name)))?;
-    Ok((bytes, text))
 }
 
 /// Reads every migration of `format` from the entries, in the order the tool applies them:
@@ -125,24 +139,22 @@ pub fn read(
                 Some(format!("{} is {why}", entry.name)),
             ),
             None => {
-                let (bytes, text) = read_text(entry)?;
+                let text = entry.text()?;
                 let companion = entries
                     .iter()
                     .find(|other| {
                         format == Format::Flyway && other.name == format!("{}.conf", entry.name)
                     })
-                    .map(read_text)
-                    .transpose()?
-                    .map(|(_, text)| text);
+                    .map(Entry::text)
+                    .transpose()?;
                 let mut file_context = context.clone();
                 file_context.file_name = entry.name.clone();
-                let (body, unusable) = match format.body(&text, companion.as_deref(), &file_context)
-                {
+                let (body, unusable) = match format.body(text, companion, &file_context) {
                     Ok(body) => (body, None),
                     Err(why) => (Body::empty(), Some(format!("{}: {why}", entry.name))),
                 };
-                let raw = format.checksum(&text, &bytes);
-                let (checksum, also_accepted) = match format.replaced_checksum(&text, &file_context)
+                let raw = format.checksum(text);
+                let (checksum, also_accepted) = match format.replaced_checksum(text, &file_context)
                 {
                     Some(replaced) if repeatable => (Some(replaced), raw),
                     _ => (raw, None),

@@ -331,11 +331,11 @@ impl Format {
     }
 
     /// The checksum the tool records for a file, if it records one.
-    pub fn checksum(self, text: &str, bytes: &[u8]) -> Option<Checksum> {
+    pub fn checksum(self, text: &str) -> Option<Checksum> {
         match self {
             Format::Initbox => Some(initbox::checksum(text)),
             Format::Flyway => Some(Checksum::Crc32(checksum::flyway(text))),
-            Format::Sqlx => Some(Checksum::Sha384(checksum::sha384(bytes))),
+            Format::Sqlx => Some(Checksum::Sha384(checksum::sha384(text.as_bytes()))),
             Format::GolangMigrate | Format::Goose | Format::Dbmate | Format::SqlMigrate => None,
         }
     }
