@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -19,6 +19,7 @@ use crate::probe::k8s::config::Config;
 use crate::runtime::exit;
 use crate::runtime::logging::{self, Level};
 use crate::runtime::report::{Change, Observer};
+use crate::runtime::timestamp::{Precision, rfc3339};
 
 /// Changes waiting to be posted; more are dropped rather than slow the wait.
 const QUEUE: usize = 64;
@@ -119,7 +120,7 @@ async fn post_all(client: Client, mut pod: Pod, mut changes: mpsc::Receiver<Chan
     let collection = format!("/api/v1/namespaces/{}/events", pod.namespace);
     let mut counts: HashMap<String, u64> = HashMap::new();
     while let Some(change) = changes.recv().await {
-        let now = timestamp(SystemTime::now());
+        let now = rfc3339(SystemTime::now(), Precision::Seconds);
         let name = event_name(&pod, &change);
         let path = format!("{collection}/{name}");
         let result = match counts.get(&name).copied() {
@@ -203,42 +204,9 @@ fn event(pod: &Pod, name: &str, change: &Change, now: &str) -> Value {
     })
 }
 
-/// RFC 3339 in UTC, whole seconds, as Event timestamps are.
-fn timestamp(at: SystemTime) -> String {
-    let seconds = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs()) as i64;
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let at = UNIX_EPOCH + Duration::from_secs(1_795_991_405);
-        assert_eq!(timestamp(at), "2026-11-29T22:30:05Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(timestamp(leap), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn the_same_change_on_the_same_pod_is_the_same_event() {
