@@ -3,7 +3,8 @@
 //! given, which is where each tool puts its table.
 
 use anyhow::anyhow;
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Error, Row};
 
 /// A `--table` value, checked before connecting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,36 @@ pub fn quote_if_needed(identifier: &str) -> String {
     }
 }
 
+/// The SQL each tool's ledger module runs, written with `{table}` where the table's quoted name
+/// goes, so each module holds only its own statements.
 impl Table {
+    fn sql(&self, sql: &str) -> String {
+        sql.replace("{table}", &self.quoted)
+    }
+
+    /// Runs `ddl` (one or more statements) to create the table.
+    pub async fn create(&self, client: &Client, ddl: &str) -> Result<(), Error> {
+        client.batch_execute(&self.sql(ddl)).await
+    }
+
+    /// The rows `query` selects from the table.
+    pub async fn rows(&self, client: &Client, query: &str) -> Result<Vec<Row>, Error> {
+        client.query(&self.sql(query), &[]).await
+    }
+
+    /// Runs one statement that writes to the table.
+    pub async fn write(
+        &self,
+        client: &Client,
+        statement: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), Error> {
+        client
+            .execute(&self.sql(statement), parameters)
+            .await
+            .map(drop)
+    }
+
     pub async fn exists(&self, client: &Client) -> anyhow::Result<bool> {
         let row = client
             .query_one(

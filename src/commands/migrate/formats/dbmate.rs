@@ -101,30 +101,23 @@ pub fn body(text: &str) -> Result<Body, String> {
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "create table if not exists {} (version varchar primary key)",
-            table.quoted
-        ))
+    table
+        .create(
+            client,
+            "create table if not exists {table} (version varchar primary key)",
+        )
         .await
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!("select version from {} order by version", table.quoted),
-            &[],
-        )
+    let rows = table
+        .rows(client, "select version from {table} order by version")
         .await?;
-    let mut applied = Vec::new();
-    for row in rows {
-        let version: String = row.try_get(0)?;
-        applied.push(Applied::named(version));
-    }
-    Ok(State {
-        applied,
-        ..State::default()
-    })
+    let applied = rows
+        .iter()
+        .map(|row| row.try_get(0).map(Applied::named))
+        .collect::<Result<_, _>>()?;
+    Ok(State::of(applied))
 }
 
 pub async fn record(
@@ -136,13 +129,13 @@ pub async fn record(
         .version
         .map(|version| version.text.as_str())
         .unwrap_or_default();
-    client
-        .execute(
-            &format!("insert into {} (version) values ($1)", table.quoted),
+    table
+        .write(
+            client,
+            "insert into {table} (version) values ($1)",
             &[&version],
         )
         .await
-        .map(drop)
 }
 
 #[cfg(test)]

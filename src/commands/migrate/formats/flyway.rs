@@ -273,14 +273,11 @@ pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT \"version\", \"description\", \"type\", \"checksum\", \"success\"
-                 FROM {} ORDER BY \"installed_rank\"",
-                table.quoted
-            ),
-            &[],
+    let rows = table
+        .rows(
+            client,
+            "SELECT \"version\", \"description\", \"type\", \"checksum\", \"success\"
+             FROM {table} ORDER BY \"installed_rank\"",
         )
         .await?;
     let mut state = State::default();
@@ -354,19 +351,16 @@ pub async fn record(
         record.description.to_string()
     };
     let milliseconds = i32::try_from(record.elapsed_ms).unwrap_or(i32::MAX);
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {table} (\"installed_rank\", \"version\", \"description\", \"type\", \"script\",
-                    \"checksum\", \"installed_by\", \"execution_time\", \"success\")
-                 VALUES ((SELECT coalesce(max(\"installed_rank\"), 0) + 1 FROM {table}), $1, $2, 'SQL', $3, $4,
-                    current_user, $5, true)",
-                table = table.quoted
-            ),
+    table
+        .write(
+            client,
+            "INSERT INTO {table} (\"installed_rank\", \"version\", \"description\", \"type\", \"script\",
+                \"checksum\", \"installed_by\", \"execution_time\", \"success\")
+             VALUES ((SELECT coalesce(max(\"installed_rank\"), 0) + 1 FROM {table}), $1, $2, 'SQL', $3, $4,
+                current_user, $5, true)",
             &[&version, &description, &record.name, &checksum, &milliseconds],
         )
         .await
-        .map(drop)
 }
 
 /// Flyway's PostgreSQLAdvisoryLockTemplate: 0x466C79776179 ("Flyway") plus the Java hashCode of

@@ -85,23 +85,20 @@ pub fn body(text: &str) -> Body {
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (version bigint not null primary key, dirty boolean not null)",
-            table.quoted
-        ))
+    table
+        .create(
+            client,
+            "CREATE TABLE IF NOT EXISTS {table} (version bigint not null primary key, dirty boolean not null)",
+        )
         .await
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!("SELECT version, dirty FROM {} LIMIT 1", table.quoted),
-            &[],
-        )
+    let rows = table
+        .rows(client, "SELECT version, dirty FROM {table} LIMIT 1")
         .await?;
     let mut state = State::default();
-    if let Some(row) = row {
+    if let Some(row) = rows.first() {
         let version: i64 = row.try_get(0)?;
         let dirty: bool = row.try_get(1)?;
         // -1 is golang-migrate's "no version" (left dirty by a failed first migration).

@@ -67,28 +67,25 @@ fn normalise(text: &str) -> String {
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (
+    table
+        .create(
+            client,
+            "CREATE TABLE IF NOT EXISTS {table} (
                 version bigint PRIMARY KEY,
                 name text NOT NULL,
                 checksum text NOT NULL,
                 applied_at timestamptz NOT NULL DEFAULT now(),
                 duration_ms bigint NOT NULL
             )",
-            table.quoted
-        ))
+        )
         .await
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT version, name, checksum FROM {} ORDER BY version",
-                table.quoted
-            ),
-            &[],
+    let rows = table
+        .rows(
+            client,
+            "SELECT version, name, checksum FROM {table} ORDER BY version",
         )
         .await?;
     let mut applied = Vec::new();
@@ -102,10 +99,7 @@ pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgre
             ..Applied::numbered(version, Some(Checksum::Sha256Hex(checksum)))
         });
     }
-    Ok(State {
-        applied,
-        ..State::default()
-    })
+    Ok(State::of(applied))
 }
 
 pub async fn record(
@@ -118,16 +112,13 @@ pub async fn record(
         Some(Checksum::Sha256Hex(hex)) => hex.clone(),
         _ => String::new(),
     };
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {} (version, name, checksum, duration_ms) VALUES ($1, $2, $3, $4)",
-                table.quoted
-            ),
+    table
+        .write(
+            client,
+            "INSERT INTO {table} (version, name, checksum, duration_ms) VALUES ($1, $2, $3, $4)",
             &[&version, &record.name, &checksum, &record.elapsed_ms],
         )
         .await
-        .map(drop)
 }
 
 #[cfg(test)]

@@ -207,6 +207,16 @@ pub struct State {
     pub unfinished: Option<String>,
 }
 
+impl State {
+    /// A ledger that is only a list of what was applied.
+    pub fn of(applied: Vec<Applied>) -> State {
+        State {
+            applied,
+            ..State::default()
+        }
+    }
+}
+
 /// Who takes which advisory lock, for the rollout from a tool to initbox.
 pub struct ToolLock {
     pub key: i64,

@@ -140,27 +140,23 @@ fn finish(text: &str) -> &str {
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "create table if not exists {} (\"id\" text not null primary key, \"applied_at\" timestamp with time zone)",
-            table.quoted
-        ))
+    table
+        .create(
+            client,
+            "create table if not exists {table} (\"id\" text not null primary key, \"applied_at\" timestamp with time zone)",
+        )
         .await
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = client
-        .query(&format!("SELECT id FROM {} ORDER BY id", table.quoted), &[])
+    let rows = table
+        .rows(client, "SELECT id FROM {table} ORDER BY id")
         .await?;
-    let mut applied = Vec::new();
-    for row in rows {
-        let id: String = row.try_get(0)?;
-        applied.push(Applied::named(id));
-    }
-    Ok(State {
-        applied,
-        ..State::default()
-    })
+    let applied = rows
+        .iter()
+        .map(|row| row.try_get(0).map(Applied::named))
+        .collect::<Result<_, _>>()?;
+    Ok(State::of(applied))
 }
 
 pub async fn record(
@@ -168,16 +164,13 @@ pub async fn record(
     table: &Table,
     record: &Record<'_>,
 ) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            &format!(
-                "insert into {} (\"id\", \"applied_at\") values ($1, now())",
-                table.quoted
-            ),
+    table
+        .write(
+            client,
+            "insert into {table} (\"id\", \"applied_at\") values ($1, now())",
             &[&record.name],
         )
         .await
-        .map(drop)
 }
 
 #[cfg(test)]

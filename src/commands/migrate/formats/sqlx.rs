@@ -52,9 +52,10 @@ pub fn body(text: &str) -> Body {
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (
+    table
+        .create(
+            client,
+            "CREATE TABLE IF NOT EXISTS {table} (
                 version BIGINT PRIMARY KEY,
                 description TEXT NOT NULL,
                 installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -62,19 +63,15 @@ pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres
                 checksum BYTEA NOT NULL,
                 execution_time BIGINT NOT NULL
             )",
-            table.quoted
-        ))
+        )
         .await
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT version, checksum, success FROM {} ORDER BY version",
-                table.quoted
-            ),
-            &[],
+    let rows = table
+        .rows(
+            client,
+            "SELECT version, checksum, success FROM {table} ORDER BY version",
         )
         .await?;
     let mut state = State::default();
@@ -108,16 +105,13 @@ pub async fn record(
     };
     // sqlx records execution_time in nanoseconds.
     let nanoseconds = record.elapsed_ms.saturating_mul(1_000_000);
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4)",
-                table.quoted
-            ),
+    table
+        .write(
+            client,
+            "INSERT INTO {table} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4)",
             &[&version, &record.description, &checksum, &nanoseconds],
         )
         .await
-        .map(drop)
 }
 
 /// sqlx's Migrator (the library, as `sqlx::migrate!().run(&pool)` in an app) takes
