@@ -154,7 +154,7 @@ pub fn plan<'a>(format: Format, files: &'a [Migration], state: &State, allow: Al
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::migrate::formats::{Body, Checksum, Transaction};
+    use crate::commands::migrate::formats::{Body, Checksum};
     use crate::commands::migrate::version::Version;
 
     fn file(
@@ -171,11 +171,7 @@ mod tests {
             name: name.into(),
             version,
             description,
-            body: Body {
-                pieces: Vec::new(),
-                transaction: Transaction::Wrapped,
-                why_untransacted: None,
-            },
+            body: Body::empty(),
             checksum,
             also_accepted: None,
             unusable: None,

@@ -3,7 +3,7 @@
 //! given, which is where each tool puts its table.
 
 use anyhow::anyhow;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSqlOwned, ToSql};
 use tokio_postgres::{Client, Error, Row};
 
 /// A `--table` value, checked before connecting.
@@ -100,6 +100,16 @@ impl Table {
     /// The rows `query` selects from the table.
     pub async fn rows(&self, client: &Client, query: &str) -> Result<Vec<Row>, Error> {
         client.query(&self.sql(query), &[]).await
+    }
+
+    /// The first column of every row `query` selects.
+    pub async fn column<T: FromSqlOwned>(
+        &self,
+        client: &Client,
+        query: &str,
+    ) -> Result<Vec<T>, Error> {
+        let rows = self.rows(client, query).await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     /// Runs one statement that writes to the table.

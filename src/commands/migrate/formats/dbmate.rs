@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Named, Piece, Record, State, Transaction};
+use super::{Applied, Body, Named, Piece, Record, State};
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
 
@@ -85,19 +85,15 @@ pub fn body(text: &str) -> Result<Body, String> {
                 .filter(|(_, value)| !value.contains(':'))
         })
         .any(|(key, value)| key == "transaction" && value == "false");
-    Ok(Body {
-        // The section includes its directive line, a comment, as dbmate sends it.
-        pieces: vec![Piece {
-            sql: text[start..up_end].to_string(),
-            line,
-        }],
-        transaction: if transactional {
-            Transaction::Wrapped
-        } else {
-            Transaction::None
-        },
-        why_untransacted: (!transactional).then(|| "-- migrate:up transaction:false".into()),
-    })
+    // The section includes its directive line, a comment, as dbmate sends it.
+    let section = Piece {
+        sql: text[start..up_end].to_string(),
+        line,
+    };
+    Ok(Body::new(
+        vec![section],
+        (!transactional).then(|| "-- migrate:up transaction:false".into()),
+    ))
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
@@ -110,14 +106,12 @@ pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = table
-        .rows(client, "select version from {table} order by version")
+    let versions = table
+        .column(client, "select version from {table} order by version")
         .await?;
-    let applied = rows
-        .iter()
-        .map(|row| row.try_get(0).map(Applied::named))
-        .collect::<Result<_, _>>()?;
-    Ok(State::of(applied))
+    Ok(State::of(
+        versions.into_iter().map(Applied::named).collect(),
+    ))
 }
 
 pub async fn record(
@@ -141,6 +135,7 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     #[test]
     fn only_the_up_section_runs() {

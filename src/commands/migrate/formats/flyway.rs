@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Checksum, Context, Named, Piece, Record, State, ToolLock, Transaction};
+use super::{Applied, Body, Checksum, Context, Named, Piece, Record, State, ToolLock};
 use crate::commands::migrate::checksum;
 use crate::commands::migrate::sql;
 use crate::commands::migrate::table::{Table, quote};
@@ -146,7 +146,7 @@ pub fn body(text: &str, companion: Option<&str>, context: &Context) -> Result<Bo
         }
     };
     if transactional {
-        return Ok(Body::whole(&text, Transaction::Wrapped));
+        return Ok(Body::whole(&text, None));
     }
     // Outside a transaction Flyway sends each statement on its own, so each commits by itself.
     let pieces = statements
@@ -156,17 +156,14 @@ pub fn body(text: &str, companion: Option<&str>, context: &Context) -> Result<Bo
             sql: statement.to_string(),
         })
         .collect();
-    Ok(Body {
-        pieces,
-        transaction: Transaction::None,
-        why_untransacted: Some(match config.execute_in_transaction {
-            Some(false) => "executeInTransaction=false in its .sql.conf".into(),
-            _ => format!(
-                "{} cannot run inside a transaction",
-                sql::leading_words(refusing[0], 3).join(" ")
-            ),
-        }),
-    })
+    let why = match config.execute_in_transaction {
+        Some(false) => "executeInTransaction=false in its .sql.conf".into(),
+        _ => format!(
+            "{} cannot run inside a transaction",
+            sql::leading_words(refusing[0], 3).join(" ")
+        ),
+    };
+    Ok(Body::new(pieces, Some(why)))
 }
 
 /// The line of `text` that `statement`, a slice of it, starts on.
@@ -383,6 +380,7 @@ fn key(quoted_table: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     fn context() -> Context {
         Context {

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Body, Named, Piece, Record, State, ToolLock, Transaction};
+use super::{Body, Named, Piece, Record, State, ToolLock};
 use crate::commands::migrate::checksum;
 use crate::commands::migrate::sql::{self, TransactionControl};
 use crate::commands::migrate::table::Table;
@@ -41,12 +41,11 @@ pub fn classify(file_name: &str) -> Named {
 pub fn body(text: &str) -> Body {
     let statements = sql::split(text);
     if let Some(statement) = statements.iter().find(|s| sql::refuses_transaction(s)) {
-        let mut body = Body::whole(text, Transaction::None);
-        body.why_untransacted = Some(format!(
+        let why = format!(
             "{} cannot run inside a transaction",
             sql::leading_words(statement, 3).join(" ")
-        ));
-        return body;
+        );
+        return Body::whole(text, Some(why));
     }
     let controls: Vec<(usize, TransactionControl)> = statements
         .iter()
@@ -55,7 +54,7 @@ pub fn body(text: &str) -> Body {
         .collect();
     let last = statements.len().saturating_sub(1);
     match controls.as_slice() {
-        [] => Body::whole(text, Transaction::Wrapped),
+        [] => Body::whole(text, None),
         [
             (0, TransactionControl::Begin),
             (end, TransactionControl::End),
@@ -67,20 +66,13 @@ pub fn body(text: &str) -> Body {
                 .find(';')
                 .map_or(begin_end, |semicolon| begin_end + semicolon + 1);
             let inner_end = offset(statements[last]);
-            Body {
-                pieces: vec![Piece {
-                    sql: text[inner_start..inner_end].to_string(),
-                    line: crate::text::error_text::line_and_column(text, inner_start).0,
-                }],
-                transaction: Transaction::Wrapped,
-                why_untransacted: None,
-            }
+            let inner = Piece {
+                sql: text[inner_start..inner_end].to_string(),
+                line: crate::text::error_text::line_and_column(text, inner_start).0,
+            };
+            Body::new(vec![inner], None)
         }
-        _ => {
-            let mut body = Body::whole(text, Transaction::None);
-            body.why_untransacted = Some("the file controls its own transactions".into());
-            body
-        }
+        _ => Body::whole(text, Some("the file controls its own transactions".into())),
     }
 }
 
@@ -174,6 +166,7 @@ fn key(schema: &str, table: &str, database: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     #[test]
     fn lock_keys_are_golang_migrates() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Context, Named, Record, State, ToolLock, Transaction};
+use super::{Applied, Body, Context, Named, Record, State, ToolLock};
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
 
@@ -171,15 +171,10 @@ pub fn body(text: &str, context: &Context) -> Result<Body, String> {
             buffer.line()
         ));
     }
-    Ok(Body {
+    Ok(Body::new(
         pieces,
-        transaction: if no_transaction {
-            Transaction::None
-        } else {
-            Transaction::Wrapped
-        },
-        why_untransacted: no_transaction.then(|| "-- +goose NO TRANSACTION".into()),
-    })
+        no_transaction.then(|| "-- +goose NO TRANSACTION".into()),
+    ))
 }
 
 /// goose's ENVSUB (mfridman/interpolate): `$NAME`, `${NAME}`, `${NAME-default}`,
@@ -274,19 +269,16 @@ pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres
 
 /// goose's `up` counts every row's version as applied, whatever is_applied says.
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = table
-        .rows(
+    let versions = table
+        .column(
             client,
             "SELECT DISTINCT version_id FROM {table} WHERE version_id > 0 ORDER BY version_id",
         )
         .await?;
-    let applied = rows
-        .iter()
-        .map(|row| {
-            row.try_get(0)
-                .map(|version| Applied::numbered(version, None))
-        })
-        .collect::<Result<_, _>>()?;
+    let applied = versions
+        .into_iter()
+        .map(|version| Applied::numbered(version, None))
+        .collect();
     Ok(State::of(applied))
 }
 
@@ -318,6 +310,7 @@ pub fn locks() -> Vec<ToolLock> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     fn body(text: &str) -> Result<Body, String> {
         super::body(text, &Context::default())

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Checksum, Named, Record, State, Transaction};
+use super::{Applied, Body, Checksum, Named, Record, State};
 use crate::commands::migrate::checksum;
 use crate::commands::migrate::sql;
 use crate::commands::migrate::table::Table;
@@ -41,7 +41,7 @@ pub fn body(text: &str) -> Result<Body, String> {
     let text = normalise(text);
     let transactional = text.lines().next().map(str::trim_end) != Some(NO_TRANSACTION);
     if transactional {
-        return Ok(Body::whole(&text, Transaction::Wrapped));
+        return Ok(Body::whole(&text, None));
     }
     let statements = sql::split(&text).len();
     if statements != 1 {
@@ -49,9 +49,7 @@ pub fn body(text: &str) -> Result<Body, String> {
             "a {NO_TRANSACTION} file must hold exactly one statement, it has {statements}"
         ));
     }
-    let mut body = Body::whole(&text, Transaction::None);
-    body.why_untransacted = Some(NO_TRANSACTION.into());
-    Ok(body)
+    Ok(Body::whole(&text, Some(NO_TRANSACTION.into())))
 }
 
 /// SHA-256 of the text without a BOM and with CRLF turned into LF, so a file edited on
@@ -124,6 +122,7 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     #[test]
     fn names_follow_both_styles() {

@@ -119,15 +119,26 @@ impl Body {
         }
     }
 
-    fn whole(text: &str, transaction: Transaction) -> Body {
+    /// `pieces` to run in one transaction, or outside any when there is a reason to (the
+    /// file's directive, a statement that refuses transactions), which the log then gives.
+    fn new(pieces: Vec<Piece>, untransacted: Option<String>) -> Body {
         Body {
-            pieces: vec![Piece {
-                sql: text.to_string(),
-                line: 1,
-            }],
-            transaction,
-            why_untransacted: None,
+            pieces,
+            transaction: match untransacted {
+                Some(_) => Transaction::None,
+                None => Transaction::Wrapped,
+            },
+            why_untransacted: untransacted,
         }
+    }
+
+    /// The whole file as one piece.
+    fn whole(text: &str, untransacted: Option<String>) -> Body {
+        let piece = Piece {
+            sql: text.to_string(),
+            line: 1,
+        };
+        Body::new(vec![piece], untransacted)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Named, Record, State, Transaction};
+use super::{Applied, Body, Named, Record, State};
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
 
@@ -121,15 +121,10 @@ pub fn body(text: &str) -> Result<Body, String> {
             buffer.line()
         ));
     }
-    Ok(Body {
+    Ok(Body::new(
         pieces,
-        transaction: if no_transaction {
-            Transaction::None
-        } else {
-            Transaction::Wrapped
-        },
-        why_untransacted: no_transaction.then(|| "-- +migrate Up notransaction".into()),
-    })
+        no_transaction.then(|| "-- +migrate Up notransaction".into()),
+    ))
 }
 
 /// sql-migrate strips one trailing newline, then one space, then one `;`.
@@ -149,14 +144,10 @@ pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres
 }
 
 pub async fn read(client: &Client, table: &Table) -> Result<State, tokio_postgres::Error> {
-    let rows = table
-        .rows(client, "SELECT id FROM {table} ORDER BY id")
+    let ids = table
+        .column(client, "SELECT id FROM {table} ORDER BY id")
         .await?;
-    let applied = rows
-        .iter()
-        .map(|row| row.try_get(0).map(Applied::named))
-        .collect::<Result<_, _>>()?;
-    Ok(State::of(applied))
+    Ok(State::of(ids.into_iter().map(Applied::named).collect()))
 }
 
 pub async fn record(
@@ -176,6 +167,7 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     #[test]
     fn up_sections_split_as_sql_migrate_splits_them() {

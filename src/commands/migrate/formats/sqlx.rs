@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Applied, Body, Checksum, Named, Record, State, ToolLock, Transaction};
+use super::{Applied, Body, Checksum, Named, Record, State, ToolLock};
 use crate::commands::migrate::checksum;
 use crate::commands::migrate::table::Table;
 use crate::commands::migrate::version::Version;
@@ -38,17 +38,10 @@ pub fn is_no_transaction(text: &str) -> bool {
 }
 
 pub fn body(text: &str) -> Body {
-    let no_transaction = is_no_transaction(text);
-    let mut body = Body::whole(
+    Body::whole(
         text,
-        if no_transaction {
-            Transaction::None
-        } else {
-            Transaction::Wrapped
-        },
-    );
-    body.why_untransacted = no_transaction.then(|| "-- no-transaction".into());
-    body
+        is_no_transaction(text).then(|| "-- no-transaction".into()),
+    )
 }
 
 pub async fn create(client: &Client, table: &Table) -> Result<(), tokio_postgres::Error> {
@@ -131,6 +124,7 @@ fn key(database: &str) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     #[test]
     fn lock_key_is_sqlxs() {
