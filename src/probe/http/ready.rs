@@ -229,13 +229,7 @@ fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = text
         .split_once(':')
         .ok_or_else(|| "invalid header: expected \"Name: value\"".to_string())?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("invalid header name '{}'", name.trim()))?;
-    // The value is not repeated: it may be a token.
-    let mut value = HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("invalid value for header '{name}'"))?;
-    value.set_sensitive(true);
-    Ok((name, value))
+    http::header(name, value)
 }
 
 #[cfg(test)]
