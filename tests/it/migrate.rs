@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use crate::support::migrate::{Migrations, RunChecks, write};
 use crate::support::postgres::APP_DB;
 use crate::support::{Run, finish, run, spawn, wait_until};
@@ -105,11 +108,7 @@ fn sigterm_during_a_statement_leaves_the_database_as_it_was() {
         sleeping(" AND state = 'active'") == "1"
     });
     let sent = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let result = finish(child, started);
     result.expect_code(143);
     assert!(

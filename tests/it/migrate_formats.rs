@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::migrate::{Migrations, RunChecks};
-use crate::support::migration_tools::{dbmate, run_tool, sql_migrate, sqlx};
+use crate::support::migration_tools::{run_dbmate, run_sql_migrate, run_sqlx_migrate};
 use crate::support::postgres::{APP_DB, APP_PASSWORD, APP_USER};
 use crate::support::{Run, run};
 
@@ -174,14 +174,7 @@ fn goose_files_run_their_up_sections_by_goose_rules() {
 #[test]
 fn dbmate_switches_both_ways_with_dbmate_itself() {
     let m = Migrations::start();
-    let dbmate_cli = |db: &str, args: &[&str]| {
-        run_tool(
-            dbmate()
-                .args(["--url", &m.plain_url(db), "--migrations-dir"])
-                .arg(&m.dir)
-                .args(args),
-        )
-    };
+    let dbmate_cli = |db: &str, args: &[&str]| run_dbmate(&m.plain_url(db), &m.dir, args);
     m.write(
         "20260101000001_create_items.sql",
         "-- migrate:up\nCREATE TABLE items (id int PRIMARY KEY);\n\n-- migrate:down\nDROP TABLE items;\n",
@@ -377,14 +370,7 @@ fn flyway_versions_repeatables_placeholders_and_history() {
 #[test]
 fn sqlx_switches_both_ways_with_sqlx_cli() {
     let m = Migrations::start();
-    let sqlx_cli = |db: &str, action: &str| {
-        run_tool(
-            sqlx()
-                .args(["migrate", action, "--source"])
-                .arg(&m.dir)
-                .args(["--database-url", &m.plain_url(db)]),
-        )
-    };
+    let sqlx_cli = |db: &str, action: &str| run_sqlx_migrate(&m.plain_url(db), &m.dir, action);
     m.write(
         "1_create_items.sql",
         "CREATE TABLE items (id int PRIMARY KEY);\n",
@@ -448,26 +434,13 @@ fn expect_applied(status: &Run, count: usize) {
 #[test]
 fn sql_migrate_switches_both_ways_with_sql_migrate_itself() {
     let m = Migrations::start_in("migrations");
-    let config = |db: &str| {
-        let path = m.scratch().join(format!("{db}.yml"));
-        std::fs::write(
-            &path,
-            format!(
-                "development:\n  dialect: postgres\n  datasource: host=127.0.0.1 port={} user={APP_USER} password={APP_PASSWORD} dbname={db} sslmode=disable\n  dir: {}\n",
-                m.pg.port,
-                m.dir.display()
-            ),
-        )
-        .unwrap();
-        path
-    };
     let tool = |db: &str, action: &str| {
-        run_tool(
-            sql_migrate()
-                .arg(action)
-                .arg(format!("-config={}", config(db).display()))
-                .arg("-env=development"),
-        )
+        let datasource = format!(
+            "host=127.0.0.1 port={} user={APP_USER} password={APP_PASSWORD} dbname={db} sslmode=disable",
+            m.pg.port
+        );
+        let config = m.scratch().join(format!("{db}.yml"));
+        run_sql_migrate(&config, &datasource, &m.dir, action)
     };
     m.write(
         "1_init.sql",

@@ -128,7 +128,7 @@ pub trait RunChecks {
     /// Asserts exit 0 and hands the run back, for checks on what it said.
     fn succeeded(self) -> Run;
     /// Asserts that stderr contains `text`.
-    fn expect_stderr(&self, text: &str) -> &Run;
+    fn expect_stderr(&self, text: &str) -> &Self;
 }
 
 impl RunChecks for Run {
@@ -137,7 +137,7 @@ impl RunChecks for Run {
         self
     }
 
-    fn expect_stderr(&self, text: &str) -> &Run {
+    fn expect_stderr(&self, text: &str) -> &Self {
         assert!(
             self.stderr.contains(text),
             "stderr lacks {text:?}:\n{}",
