@@ -44,6 +44,7 @@ impl Migrations {
         write(&self.dir, name, text);
     }
 
+    /// Deletes one file from the migrations directory.
     pub fn remove(&self, name: &str) {
         std::fs::remove_file(self.dir.join(name)).unwrap();
     }
@@ -96,9 +97,10 @@ impl Migrations {
     }
 
     /// The other direction of a switch: initbox (told `--format`) applies every file but `last`
-    /// to `db`, then `tool` applies `last` there. `last` waits beside the migrations meanwhile,
-    /// under a name that is no migration's (`seed.later` for `3_seed.sql`). Returns the tool's
-    /// output and initbox's `status` after it.
+    /// to `db`, then `tool` applies `last` there. Meanwhile `last` waits in the temporary
+    /// directory (among the migrations unless started with `start_in`) under a name that is no
+    /// migration's: `seed.later` for `3_seed.sql`. Returns the tool's output and initbox's
+    /// `status` after it.
     pub fn initbox_then_tool(
         &self,
         db: &str,
