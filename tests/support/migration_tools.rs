@@ -1,8 +1,8 @@
 //! The real migration tools that install here, for switching tests in both directions: dbmate
 //! (npm's @dbmate/linux-x64), sqlx-cli (crates.io) and sql-migrate (Debian), as scripts/setup
-//! installs them.
+//! installs them, each run against a database the way its users run it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A tool's binary: under .tools/ where scripts/setup puts the npm and cargo ones, else on PATH.
@@ -30,7 +30,7 @@ fn tool(name: &str, under_tools: &str) -> Command {
 }
 
 /// Runs a tool to the end; panics with its output (and how to install it) when it fails.
-pub fn run_tool(command: &mut Command) -> String {
+fn run_tool(command: &mut Command) -> String {
     let output = command
         .output()
         .unwrap_or_else(|error| panic!("{command:?}: {error} (scripts/setup installs it)"));
@@ -43,14 +43,54 @@ pub fn run_tool(command: &mut Command) -> String {
     text
 }
 
-pub fn dbmate() -> Command {
+fn dbmate() -> Command {
     tool("dbmate", "dbmate/node_modules/@dbmate/linux-x64/bin/dbmate")
 }
 
-pub fn sqlx() -> Command {
+fn sqlx() -> Command {
     tool("sqlx", "sqlx-cli/bin/sqlx")
 }
 
-pub fn sql_migrate() -> Command {
+fn sql_migrate() -> Command {
     tool("sql-migrate", "sql-migrate")
+}
+
+/// `dbmate --url URL --migrations-dir DIR ARGS...`, run to the end; its output.
+pub fn run_dbmate(url: &str, dir: &Path, args: &[&str]) -> String {
+    run_tool(
+        dbmate()
+            .args(["--url", url, "--migrations-dir"])
+            .arg(dir)
+            .args(args),
+    )
+}
+
+/// `sqlx migrate ACTION --source DIR --database-url URL`, run to the end; its output.
+pub fn run_sqlx_migrate(url: &str, dir: &Path, action: &str) -> String {
+    run_tool(
+        sqlx()
+            .args(["migrate", action, "--source"])
+            .arg(dir)
+            .args(["--database-url", url]),
+    )
+}
+
+/// `sql-migrate ACTION` for the PostgreSQL `datasource` (libpq's key=value form) and the
+/// migrations in `dir`, through a config file (environment `development`) written to `config`;
+/// run to the end, its output.
+pub fn run_sql_migrate(config: &Path, datasource: &str, dir: &Path, action: &str) -> String {
+    std::fs::write(
+        config,
+        format!(
+            "development:\n  dialect: postgres\n  datasource: {datasource}\n  dir: {}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    run_tool(
+        sql_migrate()
+            .arg(action)
+            .arg(format!("-config={}", config.display()))
+            .arg("-env=development"),
+    )
 }

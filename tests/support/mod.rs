@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod http;
 pub mod kube;
 pub mod mariadb;
+pub mod migrate;
 pub mod migration_tools;
 pub mod netns;
 pub mod nginx;
