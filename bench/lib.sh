@@ -247,14 +247,7 @@ bench_package_version() {
 
 # Markdown bullet list of the versions of the tools compared (call after bench_build_initbox).
 bench_tool_versions() {
-    local commit
-    commit="$(git -C "$BENCH_ROOT" rev-parse --short HEAD 2>/dev/null || printf 'no commit')"
-    if [[ -n "$(git -C "$BENCH_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
-        commit="$commit, with uncommitted changes"
-    fi
-    printf -- '- initbox: %s (%s; static %s release build)\n' \
-        "$("$INITBOX_BIN" --version 2>/dev/null || printf unknown)" "$commit" "$BENCH_RUST_TARGET"
-    printf -- '- rustc: %s\n' "$(rustc --version)"
+    bench_initbox_versions
     printf -- '- netcat-openbsd (nc): %s\n' "$(bench_package_version netcat-openbsd)"
     printf -- '- wait-for-it: %s\n' "$(bench_package_version wait-for-it)"
     printf -- '- busybox-static: %s\n' "$(bench_package_version busybox-static)"

@@ -6,6 +6,7 @@ the path given as the first argument.
     python3 migrate_bench.py OUT.md INITBOX SQLX
 """
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -35,6 +36,31 @@ def write_migrations(directory, files=FILES, dbmate_sections=False):
             sql = f"-- migrate:up\n{sql}\n-- migrate:down\n"
         with open(os.path.join(directory, f"{n:04d}_step_{n}.sql"), "w") as handle:
             handle.write(sql)
+
+
+@contextlib.contextmanager
+def scratch_base(prefix):
+    """A fresh directory for the servers (on /dev/shm where there is one); every server in it
+    is stopped and it is removed afterwards."""
+    base = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        servers.stop_all(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def version(program):
+    """What `program --version` prints, on one line."""
+    return subprocess.run([program, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def write_report(out, lines):
+    """Writes the Markdown section to `out` and shows it."""
+    with open(out, "w") as handle:
+        handle.write("\n".join(lines))
+    print("\n".join(lines))
 
 
 def fresh_database(primary, name):
@@ -83,10 +109,8 @@ def summary(values):
 
 def main():
     out, initbox, sqlx = sys.argv[1], sys.argv[2], sys.argv[3]
-    base = tempfile.mkdtemp(prefix="initbox-bench-migrate-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.chmod(base, 0o755)
-    primary = servers.PgPrimary(base)
-    try:
+    with scratch_base("initbox-bench-migrate-") as base:
+        primary = servers.PgPrimary(base)
         primary.setup()
         files = os.path.join(base, "migrations")
         write_migrations(files)
@@ -118,9 +142,9 @@ def main():
             "records it in its own ledger (psql has none: it only runs the files with "
             f"`psql -1 -f`, one process per file). {RUNS} runs each, a fresh database every time.",
             "",
-            f"- initbox: {subprocess.run([initbox, '--version'], capture_output=True, text=True).stdout.strip()}",
-            f"- sqlx-cli: {subprocess.run([sqlx, '--version'], capture_output=True, text=True).stdout.strip()} (`cargo install sqlx-cli --no-default-features --features postgres,rustls`)",
-            f"- psql: {subprocess.run([servers.PG_BIN + '/psql', '--version'], capture_output=True, text=True).stdout.strip()}",
+            f"- initbox: {version(initbox)}",
+            f"- sqlx-cli: {version(sqlx)} (`cargo install sqlx-cli --no-default-features --features postgres,rustls`)",
+            f"- psql: {version(servers.PG_BIN + '/psql')}",
             f"- date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}, {os.cpu_count()} CPUs",
             "",
             "| tool | median (ms) | min-max (ms) | ratio to initbox |",
@@ -145,12 +169,7 @@ def main():
             f"| 16 | {m16:.0f} | {l16:.0f}-{h16:.0f} |",
             "",
         ]
-        with open(out, "w") as handle:
-            handle.write("\n".join(lines))
-        print("\n".join(lines))
-    finally:
-        servers.stop_all(base)
-        shutil.rmtree(base, ignore_errors=True)
+        write_report(out, lines)
 
 
 if __name__ == "__main__":

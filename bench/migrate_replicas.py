@@ -8,16 +8,14 @@ and the most connections any one runner held. Writes a Markdown section to OUT.
 """
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import servers
-from migrate_bench import write_migrations
+from migrate_bench import fresh_database, scratch_base, version, write_migrations, write_report
 
 RUNNERS = 200
 FILES = 50
@@ -60,11 +58,6 @@ class ConnectionWatch:
         return self.peak, self.per_runner
 
 
-def fresh_database(primary, name):
-    primary.psql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} OWNER app;")
-    return servers.pg_url(primary.port, db=name, sslmode="disable")
-
-
 def stampede(primary, argv_for, runners, env):
     """Starts `runners` processes at once; returns (seconds, failures, peak, per-runner peak)."""
     watch = ConnectionWatch(primary)
@@ -80,12 +73,9 @@ def stampede(primary, argv_for, runners, env):
 
 def main():
     out, initbox, dbmate, sqlx = sys.argv[1:5]
-    base = tempfile.mkdtemp(prefix="initbox-bench-replicas-",
-                            dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.chmod(base, 0o755)
-    primary = servers.PgPrimary(base)
-    servers.append_conf(primary.data, [("max_connections", 100), ("superuser_reserved_connections", 3)])
-    try:
+    with scratch_base("initbox-bench-replicas-") as base:
+        primary = servers.PgPrimary(base)
+        servers.append_conf(primary.data, [("max_connections", 100), ("superuser_reserved_connections", 3)])
         primary.setup()
         plain = os.path.join(base, "plain")
         sections = os.path.join(base, "dbmate")
@@ -120,9 +110,9 @@ def main():
             "sampled every 10 ms from pg_stat_activity. Median of "
             f"{RUNS} runs; failures are summed over the runs.",
             "",
-            f"- initbox: {subprocess.run([initbox, '--version'], capture_output=True, text=True).stdout.strip()}",
-            f"- dbmate: {subprocess.run([dbmate, '--version'], capture_output=True, text=True).stdout.strip()}",
-            f"- sqlx-cli: {subprocess.run([sqlx, '--version'], capture_output=True, text=True).stdout.strip()}",
+            f"- initbox: {version(initbox)}",
+            f"- dbmate: {version(dbmate)}",
+            f"- sqlx-cli: {version(sqlx)}",
             f"- date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}, {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates the times)",
             "",
@@ -136,12 +126,7 @@ def main():
                 f"{sum(sample[1] for sample in samples)} | {max(sample[2] for sample in samples)} | "
                 f"{max(sample[3] for sample in samples)} |")
         lines.append("")
-        with open(out, "w") as handle:
-            handle.write("\n".join(lines))
-        print("\n".join(lines))
-    finally:
-        servers.stop_all(base)
-        shutil.rmtree(base, ignore_errors=True)
+        write_report(out, lines)
 
 
 if __name__ == "__main__":

@@ -22,21 +22,18 @@ shuffled order each round; a tool still running 15 s after the release is killed
 fails. Prints Markdown on stdout; --json writes every trial.
 """
 
-import argparse
-import json
 import os
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from types import SimpleNamespace
 
 import servers as S
-from server_lag import (kill, lag_table, md_code, pooled, run_rounds, shell_loop, spawn,
-                        spread, wait_exit)
+from server_lag import (initbox_tools, kill, lag_table, lags_of, main, md_code, pooled,
+                        printed, run_rounds, run_tool, seeded_delays, shell_loop, spawn,
+                        spread_ms, timing_rows, wait_exit)
 
 DEADLINE = 15.0  # seconds a tool may keep running after the release
 
@@ -51,14 +48,7 @@ def tools(initbox):
     def url(target):
         return target.url
 
-    return [
-        ("initbox wait-pg",
-         "its own backoff, defaults (`--interval 100ms --max-interval 1s`, jittered)",
-         lambda t: [initbox, "--timeout", "30s", "wait-pg", "--url", t.url]),
-        ("initbox wait-pg --max-interval 100ms",
-         "its own loop, `--interval 100ms --max-interval 100ms`: a 100 ms pause",
-         lambda t: [initbox, "--timeout", "30s", "--max-interval", "100ms", "wait-pg",
-                    "--url", t.url]),
+    return initbox_tools(initbox, "wait-pg") + [
         ("pg_isready loop, sleep 1",
          "`until pg_isready -h 127.0.0.1 -p PORT -U app -d app; do sleep 1; done` (sh)",
          shell_loop(isready, 1, 30, port)),
@@ -176,13 +166,11 @@ def lag_output(args, catalog, trials, what):
     table, failed = lag_table(catalog, trials,
                               [("release", what), ("ready", "the server's ready mark")])
     ready = pooled(trials, "server_ready_ms")
-    probe = [t["lags_ms"]["release"] for t in trials["psql probe, sleep 0.01"]
-             if t["error"] is None]
+    probe = lags_of(trials, "psql probe, sleep 0.01", "release")
     lines = [table, ""]
     if ready:
-        median, iqr, rng_ = spread(ready)
-        lines.append(f"The server marked itself ready {median} ms (IQR {iqr}, min-max {rng_}) "
-                     f"after {what}, over all {len(ready)} successful trials.")
+        lines.append(f"The server marked itself ready {spread_ms(ready)} after {what}, over all "
+                     f"{len(ready)} successful trials.")
     if probe:
         lines.append(f"The direct psql probe first succeeded {statistics.median(probe):.0f} ms "
                      f"(median) after {what}: the server's own start time as a client sees "
@@ -191,13 +179,6 @@ def lag_output(args, catalog, trials, what):
 
 
 # --- states -------------------------------------------------------------------------------------
-
-def run_tool(argv, timeout=20):
-    started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                            env=S.clean_env(S.PG_BIN), stdin=subprocess.DEVNULL)
-    return result, (time.monotonic() - started) * 1000
-
 
 def checks(initbox, port, user=S.APP_USER, db=S.APP_DB):
     url = S.pg_url(port, user=user, db=db)
@@ -214,11 +195,9 @@ def state_rows(initbox, port, state, codes, **who):
     """Table rows for one server state; codes[(state, label)] gets each exit code."""
     rows = []
     for label, stream, argv in checks(initbox, port, **who):
-        result, _ = run_tool(argv)
+        result, _ = run_tool(argv, S.PG_BIN)
         codes[(state, label)] = result.returncode
-        text = result.stdout if stream == "stdout" else result.stderr
-        lines = [line for line in text.splitlines() if line.strip()]
-        text = lines[-1] if "last line" in stream and lines else " ".join(lines)
+        text = printed(result, stream)
         says_ready = "yes" if result.returncode == 0 else "no"
         rows.append(f"| {state} | {label} | {result.returncode} | {says_ready} "
                     f"| {stream}: {md_code(text)} |")
@@ -261,7 +240,7 @@ def scenario_states(args, primary):
     timings = {}
     for _ in range(10):
         for label, _, argv in checks(args.initbox, primary.port):
-            result, elapsed = run_tool(argv)
+            result, elapsed = run_tool(argv, S.PG_BIN)
             if result.returncode != 0:
                 raise S.ServerError(f"{label} failed against a ready server:\n{result.stderr}")
             timings.setdefault(label, []).append(elapsed)
@@ -276,56 +255,30 @@ def scenario_states(args, primary):
         standby.stop_immediately()
     primary.stop()
     rows += state_rows(args.initbox, primary.port, CLOSED, codes)
-    timing_rows = ["| tool | median (ms) | IQR (ms) | min-max (ms) | n |",
-                   "| --- | ---: | --- | --- | ---: |"]
-    for label, values in timings.items():
-        median, iqr, rng_ = spread(values)
-        timing_rows.append(f"| {label} | {median} | {iqr} | {rng_} | {len(values)} |")
     text = "\n".join(rows) + "\n\n" + verdict(codes) + "\n\nOne check against the ready " \
         "primary, wall time (python3 subprocess, 10 runs per tool, interleaved; initbox " \
-        "succeeds on its first attempt):\n\n" + "\n".join(timing_rows)
+        "succeeds on its first attempt):\n\n" + "\n".join(timing_rows(timings))
     return text, {"timings_ms": timings,
                   "exit_codes": {f"{state}: {label}": code
                                  for (state, label), code in codes.items()}}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--initbox", required=True)
-    parser.add_argument("--base", required=True, help="an empty directory for the servers")
-    parser.add_argument("--scenario", required=True, choices=["closed", "starting", "states"])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    args.initbox = os.path.abspath(args.initbox)
-    S.exit_on_signals()
-
+def run(args):
     primary = S.PgPrimary(args.base)
-    failed = False
-    try:
-        primary.setup()
-        if args.scenario == "states":
-            text, data = scenario_states(args, primary)
-        else:
-            rng = random.Random(args.seed)
-            delays = [rng.uniform(0.5, 2.0) for _ in range(args.runs)]
-            catalog = tools(args.initbox)
-            if args.scenario == "closed":
-                trials = scenario_closed(args, primary, catalog, delays, rng)
-                text, failed = lag_output(args, catalog, trials, "the start")
-            else:
-                trials = scenario_starting(args, primary, catalog, delays, rng)
-                text, failed = lag_output(args, catalog, trials, "the release")
-            data = {"seed": args.seed, "delays_s": delays, "trials": trials}
-    finally:
-        S.stop_all(args.base)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(data, handle, indent=1)
-    print(text)
-    return 1 if failed else 0
+    primary.setup()
+    if args.scenario == "states":
+        text, data = scenario_states(args, primary)
+        return text, data, False
+    rng, delays = seeded_delays(args, 0.5, 2.0)
+    catalog = tools(args.initbox)
+    if args.scenario == "closed":
+        trials = scenario_closed(args, primary, catalog, delays, rng)
+        text, failed = lag_output(args, catalog, trials, "the start")
+    else:
+        trials = scenario_starting(args, primary, catalog, delays, rng)
+        text, failed = lag_output(args, catalog, trials, "the release")
+    return text, {"seed": args.seed, "delays_s": delays, "trials": trials}, failed
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, ["closed", "starting", "states"], run))

@@ -21,21 +21,18 @@ Every tool sees the same seeded delays, in a shuffled order each round; a tool s
 writes every trial.
 """
 
-import argparse
-import json
 import os
-import random
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from types import SimpleNamespace
 
 import servers as S
-from server_lag import (kill, lag_table, md_code, pooled, run_rounds, shell_loop, spawn,
-                        spread, wait_exit)
+from server_lag import (initbox_tools, kill, lag_table, lags_of, main, md_code, pooled,
+                        printed, run_rounds, run_tool, seeded_delays, shell_loop, spawn,
+                        spread_ms, timing_rows, wait_exit)
 
 DEADLINE = 30.0  # seconds a tool may run in all
 LOADING_ARGS = ["--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024"]
@@ -48,14 +45,7 @@ def tools(initbox):
     def port(target):
         return target.port
 
-    return [
-        ("initbox wait-redis",
-         "its own backoff, defaults (`--interval 100ms --max-interval 1s`, jittered)",
-         lambda t: [initbox, "--timeout", "30s", "wait-redis", "--url", t.url]),
-        ("initbox wait-redis --max-interval 100ms",
-         "its own loop, `--interval 100ms --max-interval 100ms`: a 100 ms pause",
-         lambda t: [initbox, "--timeout", "30s", "--max-interval", "100ms", "wait-redis",
-                    "--url", t.url]),
+    return initbox_tools(initbox, "wait-redis") + [
         ("redis-cli ping loop, sleep 1",
          "`until [ \"$(redis-cli -h 127.0.0.1 -p PORT -a pw --no-auth-warning ping)\" = PONG ]; "
          "do sleep 1; done` (sh)",
@@ -123,12 +113,10 @@ def lag_output(catalog, trials):
     table, failed = lag_table(catalog, trials, [("loaded", "\"DB loaded from disk\"")])
     loading = pooled(trials, "loading_ms")
     waited = pooled(trials, "waited_ms")
-    poller = [t["lags_ms"]["loaded"] for t in trials["redis-cli ping poller, sleep 0.01"]
-              if t["error"] is None]
+    poller = lags_of(trials, "redis-cli ping poller, sleep 0.01", "loaded")
     lines = [table, ""]
     if loading:
-        median, iqr, rng_ = spread(loading)
-        lines.append(f"LOADING lasted {median} ms (IQR {iqr}, min-max {rng_}) from the first "
+        lines.append(f"LOADING lasted {spread_ms(loading)} from the first "
                      f"LOADING reply to the log line; the tools had been waiting "
                      f"{statistics.median(waited):.0f} ms (median; min-max "
                      f"{min(waited):.0f}-{max(waited):.0f}) when it came, over all "
@@ -152,24 +140,15 @@ def checks(initbox, port):
     ]
 
 
-def run_tool(argv, timeout=20):
-    started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                            env=S.clean_env(), stdin=subprocess.DEVNULL)
-    return result, (time.monotonic() - started) * 1000
-
-
 def state_rows(initbox, port, state, codes):
     """Table rows for one server state; codes[(state, label)] gets each exit code."""
     rows = []
     for label, stream, argv in checks(initbox, port):
         result, _ = run_tool(argv)
         codes[(state, label)] = result.returncode
-        text = result.stdout if stream == "stdout" else result.stderr
-        if stream == "stdout" and not text.strip():
-            text, stream = result.stderr, "stderr"
-        lines = [line for line in text.splitlines() if line.strip()]
-        text = lines[-1] if "last line" in stream and lines else " ".join(lines)
+        if stream == "stdout" and not result.stdout.strip():
+            stream = "stderr"
+        text = printed(result, stream)
         rows.append(f"| {state} | {label} | {result.returncode} | {md_code(text)} ({stream}) |")
     return rows
 
@@ -230,11 +209,6 @@ def scenario_states(args, rdb):
     finally:
         server.stop()
     rows += state_rows(args.initbox, server.port, "port closed (server stopped)", codes)
-    timing_rows = ["| tool | median (ms) | IQR (ms) | min-max (ms) | n |",
-                   "| --- | ---: | --- | --- | ---: |"]
-    for label, values in timings.items():
-        median, iqr, rng_ = spread(values)
-        timing_rows.append(f"| {label} | {median} | {iqr} | {rng_} | {len(values)} |")
     slow = (f"While LOADING, one PING round trip on an open connection took {rtt_loading:.1f} ms "
             f"(median of 10), against {rtt_ready:.2f} ms once ready: a loading server answers "
             "clients only between chunks of the RDB file (every 1 KiB here, "
@@ -244,46 +218,26 @@ def scenario_states(args, rdb):
             "near 0 ms, for whichever tool happened to have a check in flight.")
     text = "\n".join(rows) + "\n\n" + verdict(codes) + "\n\n" + slow + "\n\nOne check " \
         "against the ready server, wall time (python3 subprocess, 10 runs per tool, " \
-        "interleaved; initbox succeeds on its first attempt):\n\n" + "\n".join(timing_rows)
+        "interleaved; initbox succeeds on its first attempt):\n\n" + "\n".join(timing_rows(timings))
     return text, {"timings_ms": timings, "round_trip_ms": {"loading": rtt_loading,
                                                            "ready": rtt_ready},
                   "exit_codes": {f"{state}: {label}": code
                                  for (state, label), code in codes.items()}}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--initbox", required=True)
-    parser.add_argument("--base", required=True, help="an empty directory for the servers")
-    parser.add_argument("--scenario", required=True, choices=["loading", "states"])
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keys", type=int, default=5000)
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    args.initbox = os.path.abspath(args.initbox)
-    S.exit_on_signals()
-
-    failed = False
-    try:
-        rdb = S.make_loading_rdb(args.base, args.keys)
-        if args.scenario == "states":
-            text, data = scenario_states(args, rdb)
-        else:
-            rng = random.Random(args.seed)
-            delays = [rng.uniform(0.0, 1.0) for _ in range(args.runs)]
-            catalog = tools(args.initbox)
-            trials = scenario_loading(args, rdb, catalog, delays, rng)
-            text, failed = lag_output(catalog, trials)
-            data = {"seed": args.seed, "keys": args.keys, "delays_s": delays, "trials": trials}
-    finally:
-        S.stop_all(args.base)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(data, handle, indent=1)
-    print(text)
-    return 1 if failed else 0
+def run(args):
+    rdb = S.make_loading_rdb(args.base, args.keys)
+    if args.scenario == "states":
+        text, data = scenario_states(args, rdb)
+        return text, data, False
+    rng, delays = seeded_delays(args, 0.0, 1.0)
+    catalog = tools(args.initbox)
+    trials = scenario_loading(args, rdb, catalog, delays, rng)
+    text, failed = lag_output(catalog, trials)
+    return text, {"seed": args.seed, "keys": args.keys, "delays_s": delays,
+                  "trials": trials}, failed
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(__doc__, ["loading", "states"], run,
+                  [("--keys", {"type": int, "default": 5000})]))

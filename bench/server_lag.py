@@ -1,5 +1,6 @@
-"""Shared pieces of pg_lag.py and redis_lag.py: running a waiting tool, seeing its exit to the
-millisecond, rounds of trials in shuffled order, and the Markdown tables.
+"""Shared pieces of pg_lag.py and redis_lag.py: their command line, initbox's rows among the
+tools, running a waiting tool, seeing its exit to the millisecond, rounds of trials in shuffled
+order, and the Markdown tables.
 
 A tool is (label, how it retries, argv builder taking the target). Each trial starts the tool
 while the server is not ready, then the scenario makes (or lets) the server become ready, and
@@ -8,15 +9,90 @@ seen through a pidfd, so no polling interval is added; both the monotonic and th
 time of the exit are kept (Redis stamps its log with wall-clock time).
 """
 
+import argparse
+import json
 import os
+import random
 import select
 import statistics
 import subprocess
 import sys
 import time
 
-from servers import clean_env
+from servers import clean_env, exit_on_signals, stop_all
 from summarize import quantile
+
+
+def main(doc, scenarios, run, extra_args=()):
+    """The command line both scripts share; returns the exit code. `run(args)` runs the chosen
+    scenario under --base and returns (Markdown text, data for --json, whether a trial failed);
+    every server under --base is stopped afterwards. extra_args: [(flag, argparse keywords)]."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--initbox", required=True)
+    parser.add_argument("--base", required=True, help="an empty directory for the servers")
+    parser.add_argument("--scenario", required=True, choices=scenarios)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    for flag, keywords in extra_args:
+        parser.add_argument(flag, **keywords)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    args.initbox = os.path.abspath(args.initbox)
+    exit_on_signals()
+    try:
+        text, data, failed = run(args)
+    finally:
+        stop_all(args.base)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(data, handle, indent=1)
+    print(text)
+    return 1 if failed else 0
+
+
+def seeded_delays(args, low, high):
+    """The random generator seeded with --seed, and --runs delays drawn from it (seconds)."""
+    rng = random.Random(args.seed)
+    return rng, [rng.uniform(low, high) for _ in range(args.runs)]
+
+
+def initbox_tools(initbox, command):
+    """initbox's two rows of a tool catalog: its default backoff, and a fixed 100 ms pause."""
+    return [
+        (f"initbox {command}",
+         "its own backoff, defaults (`--interval 100ms --max-interval 1s`, jittered)",
+         lambda t: [initbox, "--timeout", "30s", command, "--url", t.url]),
+        (f"initbox {command} --max-interval 100ms",
+         "its own loop, `--interval 100ms --max-interval 100ms`: a 100 ms pause",
+         lambda t: [initbox, "--timeout", "30s", "--max-interval", "100ms", command,
+                    "--url", t.url]),
+    ]
+
+
+def run_tool(argv, path=None, timeout=20):
+    """Runs one check to the end; (the completed process, its wall time in ms)."""
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                            env=clean_env(path), stdin=subprocess.DEVNULL)
+    return result, (time.monotonic() - started) * 1000
+
+
+def printed(result, stream):
+    """What a check printed on `stream` ("stdout", "stderr" or "stderr, last line"), as one
+    line: all its non-empty lines joined, or only the last one."""
+    text = result.stdout if stream == "stdout" else result.stderr
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if "last line" in stream and lines else " ".join(lines)
+
+
+def timing_rows(timings):
+    """Markdown table of {tool: [ms, ...]}: median, IQR, min-max and count per tool."""
+    rows = ["| tool | median (ms) | IQR (ms) | min-max (ms) | n |",
+            "| --- | ---: | --- | --- | ---: |"]
+    for label, values in timings.items():
+        median, iqr, rng_ = spread(values)
+        rows.append(f"| {label} | {median} | {iqr} | {rng_} | {len(values)} |")
+    return rows
 
 
 def spawn(argv, path=None):
@@ -77,6 +153,12 @@ def spread(values):
             f"{min(values):.0f}-{max(values):.0f}")
 
 
+def spread_ms(values):
+    """The median, IQR and min-max of `values` as text: "M ms (IQR A-B, min-max C-D)"."""
+    median, iqr, rng_ = spread(values)
+    return f"{median} ms (IQR {iqr}, min-max {rng_})"
+
+
 def lag_table(catalog, trials, refs):
     """Markdown table: per tool the median, IQR and min-max of the lag after the first
     reference, the median and IQR after the others, and ok/runs. refs: [(key, name)]."""
@@ -106,6 +188,11 @@ def lag_table(catalog, trials, refs):
         cells.append(ok)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), failed
+
+
+def lags_of(trials, label, key):
+    """One tool's lags after reference `key`, over its successful trials."""
+    return [t["lags_ms"][key] for t in trials[label] if t["error"] is None]
 
 
 def pooled(trials, key):

@@ -5,7 +5,20 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{free_port, initbox, run};
+use crate::support::expect::{Expect, stop_with_sigterm};
+use crate::support::{free_port, initbox, run, spawn};
+
+/// 127.0.0.1 and a port nothing listens on: a wait-tcp target that is never ready.
+fn closed_target() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A fresh directory and the path of a termination log in it.
+fn termination_log() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("termination-log");
+    (dir, path)
+}
 
 /// Every bad input: exit 2, exactly one line on stderr that names the bad value, no panic.
 #[test]
@@ -55,14 +68,7 @@ fn bad_input_is_one_line_and_exit_2() {
     ];
     for (args, named) in cases {
         let result = run(initbox().args(*args));
-        assert_eq!(result.code, Some(2), "{args:?}: {}", result.stderr);
-        let lines = result.stderr_lines();
-        assert_eq!(lines.len(), 1, "{args:?} printed {lines:?}");
-        assert!(
-            lines[0].contains(named),
-            "{args:?}: {:?} lacks {named}",
-            lines[0]
-        );
+        result.expect_one_line(2, named);
         assert!(!result.stderr.contains("panicked"), "{args:?}");
         assert!(
             result.stdout.is_empty(),
@@ -74,8 +80,7 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn credentials_in_mistyped_arguments_are_not_repeated() {
-    let dir = tempfile::tempdir().unwrap();
-    let termination = dir.path().join("termination-log");
+    let (_dir, termination) = termination_log();
     for args in [
         vec!["wait-pg", "postgres://app:S3CRET@db/app"],
         vec![
@@ -93,7 +98,7 @@ fn credentials_in_mistyped_arguments_are_not_repeated() {
         let result = run(initbox()
             .env("INITBOX_TERMINATION_LOG", &termination)
             .args(&args));
-        assert_eq!(result.code, Some(2), "{args:?}: {}", result.stderr);
+        result.expect_code(2);
         let message = std::fs::read_to_string(&termination).unwrap();
         assert!(
             !result.stderr.contains("S3CRET") && !message.contains("S3CRET"),
@@ -106,13 +111,10 @@ fn credentials_in_mistyped_arguments_are_not_repeated() {
 #[test]
 fn a_stuck_job_still_ends_at_its_deadline_and_on_sigterm() {
     // A template that renders for minutes: the run must still end at --timeout, and on SIGTERM.
+    let slow = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("slow.j2");
-    std::fs::write(
-        &template,
-        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
-    )
-    .unwrap();
+    std::fs::write(&template, slow).unwrap();
     let args = [
         "render-config",
         "--engine",
@@ -121,32 +123,20 @@ fn a_stuck_job_still_ends_at_its_deadline_and_on_sigterm() {
         "-",
     ];
     let result = run(initbox().args(["--timeout", "1s"]).args(args));
-    result.expect_code(124);
-    assert!(
-        result.elapsed < std::time::Duration::from_secs(10),
-        "{:?}",
-        result.elapsed
-    );
+    result
+        .expect_code(124)
+        .expect_within(Duration::from_secs(10));
 
-    let (child, started) = crate::support::spawn(initbox().args(args));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let stopped = crate::support::finish(child, started);
-    stopped.expect_code(143);
-    assert!(
-        stopped.elapsed < std::time::Duration::from_secs(5),
-        "{:?}",
-        stopped.elapsed
-    );
+    let (child, started) = spawn(initbox().args(args));
+    std::thread::sleep(Duration::from_millis(300));
+    let (stopped, _) = stop_with_sigterm(child, started);
+    stopped
+        .expect_code(143)
+        .expect_within(Duration::from_secs(5));
 }
 
 #[test]
 fn absurd_durations_do_not_panic() {
-    let port = free_port();
     let result = run(initbox().args([
         "--timeout",
         "18446744073709551615",
@@ -156,7 +146,7 @@ fn absurd_durations_do_not_panic() {
         "9999999999",
         "-v",
         "wait-tcp",
-        &format!("127.0.0.1:{port}"),
+        &closed_target(),
         "--",
         "no-such-program-anywhere",
     ]));
@@ -218,13 +208,13 @@ fn help_lists_only_implemented_subcommands() {
 
 #[test]
 fn settings_come_from_initbox_variables() {
-    let port = free_port();
     let result = run(initbox()
         .env("INITBOX_TIMEOUT", "300ms")
         .env("INITBOX_LOG_FORMAT", "json")
-        .args(["wait-tcp", &format!("127.0.0.1:{port}")]));
-    result.expect_code(124);
-    assert!(result.elapsed < Duration::from_secs(10));
+        .args(["wait-tcp", &closed_target()]));
+    result
+        .expect_code(124)
+        .expect_within(Duration::from_secs(10));
     for line in result.stderr_lines() {
         serde_json::from_str::<Value>(line).expect("every line is JSON");
     }
@@ -238,15 +228,11 @@ fn settings_come_from_initbox_variables() {
 
 #[test]
 fn json_logs_are_one_object_per_line_with_a_final_event() {
-    let port = free_port();
-    let result = run(initbox().args([
-        "--log-format",
-        "json",
-        "--timeout",
-        "400ms",
-        "wait-tcp",
-        &format!("127.0.0.1:{port}"),
-    ]));
+    let target = closed_target();
+    let json = ["--log-format", "json"];
+    let result = run(initbox()
+        .args(json)
+        .args(["--timeout", "400ms", "wait-tcp", &target]));
     result.expect_code(124);
     let events: Vec<Value> = result
         .stderr_lines()
@@ -255,7 +241,7 @@ fn json_logs_are_one_object_per_line_with_a_final_event() {
         .collect();
     let first = &events[0];
     assert_eq!(first["event"], "not_ready");
-    assert_eq!(first["target"], format!("127.0.0.1:{port}"));
+    assert_eq!(first["target"], target);
     assert_eq!(first["error"], "connection refused");
     let last = events.last().unwrap();
     assert_eq!(last["event"], "finished");
@@ -266,7 +252,7 @@ fn json_logs_are_one_object_per_line_with_a_final_event() {
     assert!((300..10_000).contains(&duration), "{duration}");
 
     // Usage errors keep the format too.
-    let usage = run(initbox().args(["--log-format", "json", "wait-tcp", "db:0"]));
+    let usage = run(initbox().args(json).args(["wait-tcp", "db:0"]));
     usage.expect_code(2);
     let event: Value = serde_json::from_str(usage.stderr.trim()).unwrap();
     assert_eq!(event["outcome"], "usage_error");
@@ -274,8 +260,7 @@ fn json_logs_are_one_object_per_line_with_a_final_event() {
 
 #[test]
 fn logs_a_line_per_change_of_state_not_per_attempt() {
-    let port = free_port();
-    let target = format!("127.0.0.1:{port}");
+    let target = closed_target();
     let quiet_args = [
         "--timeout",
         "1s",
@@ -312,22 +297,18 @@ fn logs_a_line_per_change_of_state_not_per_attempt() {
 
 #[test]
 fn termination_log_names_the_target_and_last_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("termination-log");
-    let port = free_port();
-    let result = run(initbox().args([
-        "--timeout",
-        "300ms",
-        "--termination-log",
-        path.to_str().unwrap(),
-        "wait-tcp",
-        &format!("127.0.0.1:{port}"),
-    ]));
+    let (_dir, path) = termination_log();
+    let target = closed_target();
+    let log_to = ["--termination-log", path.to_str().unwrap()];
+    let result = run(initbox()
+        .args(["--timeout", "300ms"])
+        .args(log_to)
+        .args(["wait-tcp", &target]));
     result.expect_code(124);
     let message = std::fs::read_to_string(&path).unwrap();
     // One line and no newline at its end: `kubectl describe pod` would show one as an empty line.
     assert!(!message.contains('\n'), "{message:?}");
-    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(message.contains(&target), "{message}");
     assert!(message.contains("connection refused"), "{message}");
     assert!(message.contains("deadline of 300ms exceeded"), "{message}");
 
@@ -341,13 +322,8 @@ fn termination_log_names_the_target_and_last_error() {
     // Nothing is written on success.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std::fs::remove_file(&path).unwrap();
-    run(initbox().args([
-        "--termination-log",
-        path.to_str().unwrap(),
-        "wait-tcp",
-        &listener.local_addr().unwrap().to_string(),
-    ]))
-    .expect_code(0);
+    let ready = listener.local_addr().unwrap().to_string();
+    run(initbox().args(log_to).args(["wait-tcp", &ready])).expect_code(0);
     assert!(!path.exists());
 }
 

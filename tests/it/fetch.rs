@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::expect::{Expect, stop_with_sigterm};
 use crate::support::faults::{CuttingProxy, RawServer};
 use crate::support::http::HttpServer;
 use crate::support::nginx::{Nginx, TOKEN};
-use crate::support::{Run, dir_names as names, finish, initbox, run, spawn, wait_until};
+use crate::support::{Run, dir_names as names, initbox, run, spawn, wait_until};
 
 /// Runs `initbox fetch` with these arguments after the global ones.
 fn fetch(global: &[&str], args: &[&str]) -> Run {
@@ -20,6 +21,11 @@ fn fetch(global: &[&str], args: &[&str]) -> Run {
         .args(global)
         .arg("fetch")
         .args(args))
+}
+
+/// Runs `initbox fetch URL DEST` with `extra` arguments after them.
+fn fetch_to(global: &[&str], url: &str, dest: &Path, extra: &[&str]) -> Run {
+    fetch(global, &[&[url, path_str(dest)], extra].concat())
 }
 
 /// Bytes that differ at every position, so a misplaced resume shows.
@@ -43,97 +49,60 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// nginx serving one file of generated content, and an empty directory to download it into.
-struct Served {
-    nginx: Nginx,
-    body: Vec<u8>,
-    out: tempfile::TempDir,
-    dest: PathBuf,
-}
-
-fn serve(name: &str, len: usize, seed: u64) -> Served {
+/// nginx serving one file of generated content (also returned), and an empty directory with
+/// the path to download it to.
+fn serve(name: &str, len: usize, seed: u64) -> (Nginx, Vec<u8>, tempfile::TempDir, PathBuf) {
     let nginx = Nginx::start();
     let body = content(len, seed);
     nginx.put(name, &body);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join(name);
-    Served {
-        nginx,
-        body,
-        out,
-        dest,
-    }
+    (nginx, body, out, dest)
 }
 
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn assert_contains(run: &Run, text: &str) {
-    assert!(
-        run.stderr.contains(text),
-        "expected {text:?} in:\n{}",
-        run.stderr
-    );
+/// A failed download leaves nothing behind: no partial file, no temporary file.
+fn assert_empty(dir: &Path) {
+    assert!(names(dir).is_empty(), "{:?}", names(dir));
 }
 
 #[test]
 fn downloads_a_file_atomically_with_its_mode_and_hash() {
-    let Served {
-        nginx,
-        body,
-        out,
-        dest,
-    } = serve("model.bin", 3 << 20, 1);
+    let (nginx, body, out, dest) = serve("model.bin", 3 << 20, 1);
     let sha = sha256_hex(&body);
-    let args = [
-        &nginx.url("/model.bin"),
-        path_str(&dest),
-        "--sha256",
-        &sha,
-        "--mode",
-        "0640",
-    ];
-    let result = fetch(&[], &args);
+    let args = ["--sha256", &sha, "--mode", "0640"];
+    let url = nginx.url("/model.bin");
+    let result = fetch_to(&[], &url, &dest, &args);
     result.expect_code(0);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     let mode = || std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(), 0o640);
     assert_eq!(names(out.path()), ["model.bin"]);
-    assert_contains(&result, &format!("sha256 {sha}"));
-    assert_contains(&result, "3.0 MiB in");
+    result
+        .expect_stderr(&format!("sha256 {sha}"))
+        .expect_stderr("3.0 MiB in");
     // Run again (a restarted pod, a volume that kept the file): the hash matches, nothing is
     // downloaded, and the mode asked for is applied.
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let again = fetch(&[], &args);
+    let again = fetch_to(&[], &url, &dest, &args);
     again.expect_code(0);
-    assert_contains(&again, "not downloaded again");
+    again.expect_stderr("not downloaded again");
     assert_eq!(nginx.access_log().len(), 1);
     assert_eq!(mode(), 0o640);
 }
 
 #[test]
 fn a_wrong_hash_exits_1_names_both_hashes_and_writes_nothing() {
-    let Served {
-        nginx,
-        body,
-        out,
-        dest,
-    } = serve("app.tar", 100_000, 2);
+    let (nginx, body, out, dest) = serve("app.tar", 100_000, 2);
     let wrong = "0".repeat(64);
-    let result = fetch(
-        &[],
-        &[
-            &format!("{}#sha256={wrong}", nginx.url("/app.tar")),
-            path_str(&dest),
-        ],
-    );
+    let url = format!("{}#sha256={wrong}", nginx.url("/app.tar"));
+    let result = fetch_to(&[], &url, &dest, &[]);
     result.expect_code(1);
-    assert_contains(
-        &result,
-        &format!("expected {wrong}, got {}", sha256_hex(&body)),
-    );
-    assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
+    result.expect_stderr(&format!("expected {wrong}, got {}", sha256_hex(&body)));
+    assert_empty(out.path());
 }
 
 /// Fetches `path` from nginx through a proxy that cuts the first connection after 1 MiB of the
@@ -151,7 +120,7 @@ fn fetch_through_a_cut(
     // The hash is checked across the cut, the resume or the restart.
     let sha = sha256_hex(expected);
     let url = format!("{}#sha256={sha}", proxy.url(path));
-    let result = fetch(&["--timeout", "30s"], &[&url, path_str(&dest)]);
+    let result = fetch_to(&["--timeout", "30s"], &url, &dest, &[]);
     result.expect_code(0);
     assert_eq!(names(out.path()), ["data.bin"]);
     assert!(
@@ -159,17 +128,23 @@ fn fetch_through_a_cut(
         "{}",
         result.stderr
     );
-    assert_contains(&result, &format!("sha256 {sha} checked"));
+    result.expect_stderr(&format!("sha256 {sha} checked"));
     result
+}
+
+/// nginx serving data.bin, the path of that file in its document root, and the new version of
+/// another size the tests change it to mid-download.
+fn data_and_its_next_version(len: usize, next_len: usize, seed: u64) -> (Nginx, PathBuf, Vec<u8>) {
+    let (nginx, ..) = serve("data.bin", len, seed);
+    let served = nginx.root.join("data.bin");
+    (nginx, served, content(next_len, seed + 1))
 }
 
 #[test]
 fn a_broken_download_resumes_with_range_and_if_range() {
-    let nginx = Nginx::start();
-    let body = content(4 << 20, 3);
-    nginx.put("data.bin", &body);
+    let (nginx, body, ..) = serve("data.bin", 4 << 20, 3);
     let result = fetch_through_a_cut(&nginx, "/data.bin", &body, |_| {});
-    assert_contains(&result, "resuming at");
+    result.expect_stderr("resuming at");
     let log = nginx.access_log();
     assert!(
         log[0].starts_with("200 GET /data.bin") && log[0].contains("range= "),
@@ -185,12 +160,11 @@ fn a_broken_download_resumes_with_range_and_if_range() {
 
 #[test]
 fn a_server_without_ranges_means_starting_over_and_says_so() {
-    let nginx = Nginx::start();
-    let body = content(3 << 20, 4);
-    nginx.put("data.bin", &body);
+    let (nginx, body, ..) = serve("data.bin", 3 << 20, 4);
     let result = fetch_through_a_cut(&nginx, "/noranges/data.bin", &body, |_| {});
-    assert_contains(&result, "the server does not resume");
-    assert_contains(&result, "starting again from 0");
+    result
+        .expect_stderr("the server does not resume")
+        .expect_stderr("starting again from 0");
     let log = nginx.access_log();
     assert!(
         log[1].starts_with("200 ") && log[1].contains("range=bytes="),
@@ -200,36 +174,32 @@ fn a_server_without_ranges_means_starting_over_and_says_so() {
 
 #[test]
 fn a_file_changed_between_attempts_is_fetched_whole_again() {
-    let nginx = Nginx::start();
-    nginx.put("data.bin", &content(3 << 20, 5));
-    let replacement = content(2 << 20, 6);
-    let (root, new) = (nginx.root.clone(), replacement.clone());
+    let (nginx, served, replacement) = data_and_its_next_version(3 << 20, 2 << 20, 5);
+    let new = replacement.clone();
     let result = fetch_through_a_cut(&nginx, "/data.bin", &replacement, move |_| {
         // A new version of another size: another ETag.
-        std::fs::write(root.join("data.bin.new"), &new).unwrap();
-        std::fs::rename(root.join("data.bin.new"), root.join("data.bin")).unwrap();
+        let fresh = served.with_extension("bin.new");
+        std::fs::write(&fresh, &new).unwrap();
+        std::fs::rename(&fresh, &served).unwrap();
     });
-    assert_contains(&result, "the file changed on the server");
+    result.expect_stderr("the file changed on the server");
 }
 
 #[test]
 fn a_416_for_the_rest_starts_over() {
-    let nginx = Nginx::start();
-    nginx.put("data.bin", &content(3 << 20, 7));
-    let shorter = content(512 << 10, 8);
-    let (root, new) = (nginx.root.clone(), shorter.clone());
+    let (nginx, served, shorter) = data_and_its_next_version(3 << 20, 512 << 10, 7);
+    let new = shorter.clone();
     // Without an ETag, If-Range carries the date; the file shrinks but keeps its date, so the
     // server finds the range past its end: 416.
     let result = fetch_through_a_cut(&nginx, "/noetag/data.bin", &shorter, move |_| {
-        let path = root.join("data.bin");
-        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-        std::fs::write(&path, &new).unwrap();
-        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let modified = std::fs::metadata(&served).unwrap().modified().unwrap();
+        std::fs::write(&served, &new).unwrap();
+        let file = std::fs::File::options().write(true).open(&served).unwrap();
         file.set_modified(modified).unwrap();
     });
     let log = nginx.access_log();
     assert!(log.iter().any(|line| line.starts_with("416 ")), "{log:?}");
-    assert_contains(&result, "cannot send the rest (416)");
+    result.expect_stderr("cannot send the rest (416)");
 }
 
 #[test]
@@ -240,35 +210,25 @@ fn a_body_shorter_than_its_content_length_is_never_written() {
     );
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("short.bin");
-    let result = fetch(
-        &["--timeout", "2s"],
-        &[&server.url("/short.bin"), path_str(&dest)],
-    );
+    let result = fetch_to(&["--timeout", "2s"], &server.url("/short.bin"), &dest, &[]);
     result.expect_code(124);
-    assert_contains(&result, "400 B of 1000 B");
-    assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
+    result.expect_stderr("400 B of 1000 B");
+    assert_empty(out.path());
 }
 
 #[test]
 fn max_size_refuses_before_and_while_reading() {
-    let Served {
-        nginx, out, dest, ..
-    } = serve("big.bin", 2 << 20, 9);
-    let result = fetch(
-        &[],
-        &[&nginx.url("/big.bin"), path_str(&dest), "--max-size", "1Mi"],
-    );
+    let (nginx, _, out, dest) = serve("big.bin", 2 << 20, 9);
+    let limit = ["--max-size", "1Mi"];
+    let result = fetch_to(&[], &nginx.url("/big.bin"), &dest, &limit);
     result.expect_code(1);
-    assert_contains(&result, "more than --max-size 1.0 MiB");
+    result.expect_stderr("more than --max-size 1.0 MiB");
     // No Content-Length: the body ends when the connection closes, and is counted as it comes.
     let server = RawServer::start("HTTP/1.0 200 OK\r\n\r\n".into(), vec![b'y'; 2 << 20]);
-    let result = fetch(
-        &[],
-        &[&server.url("/stream"), path_str(&dest), "--max-size", "1Mi"],
-    );
+    let result = fetch_to(&[], &server.url("/stream"), &dest, &limit);
     result.expect_code(1);
-    assert_contains(&result, "larger than --max-size 1.0 MiB");
-    assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
+    result.expect_stderr("larger than --max-size 1.0 MiB");
+    assert_empty(out.path());
 }
 
 #[test]
@@ -276,25 +236,19 @@ fn statuses_decide_between_retrying_and_failing() {
     let nginx = Nginx::start();
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("f");
-    let result = fetch(&[], &[&nginx.url("/missing.bin"), path_str(&dest)]);
-    result.expect_code(1);
-    assert_contains(&result, "HTTP 404 Not Found");
-    assert!(result.elapsed < Duration::from_secs(3));
+    let result = fetch_to(&[], &nginx.url("/missing.bin"), &dest, &[]);
+    result.expect_code(1).expect_within(Duration::from_secs(3));
+    result.expect_stderr("HTTP 404 Not Found");
 
     let server = HttpServer::start(|request| match request.number {
         0 | 1 => crate::support::http::Response::status(503),
         _ => crate::support::http::Response::ok("ready"),
     });
-    let result = fetch(&["--timeout", "10s"], &[&server.url("/f"), path_str(&dest)]);
-    result.expect_code(0);
+    fetch_to(&["--timeout", "10s"], &server.url("/f"), &dest, &[]).expect_code(0);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "ready");
 
     // 429 with Retry-After: 1 is retried no sooner than a second later.
-    let result = fetch(
-        &["--timeout", "2500ms"],
-        &[&nginx.url("/busy"), path_str(&dest)],
-    );
-    result.expect_code(124);
+    fetch_to(&["--timeout", "2500ms"], &nginx.url("/busy"), &dest, &[]).expect_code(124);
     let tries = nginx
         .access_log()
         .iter()
@@ -313,41 +267,23 @@ fn a_token_from_a_file_is_sent_but_never_logged_nor_sent_to_another_host() {
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("report.csv");
     let header = format!("Authorization={}", token_file.display());
+    let with_token = |path: &str| {
+        fetch_to(
+            &["-v"],
+            &nginx.url(path),
+            &dest,
+            &["--header-file", &header],
+        )
+    };
 
-    let result = fetch(
-        &["-v"],
-        &[
-            &nginx.url("/private/report.csv"),
-            path_str(&dest),
-            "--header-file",
-            &header,
-        ],
-    );
-    result.expect_code(0);
+    with_token("/private/report.csv").expect_code(0);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "a,b\n1,2\n");
     // A redirect to the same host keeps the header.
-    let result = fetch(
-        &["-v"],
-        &[
-            &nginx.url("/to-self/report.csv"),
-            path_str(&dest),
-            "--header-file",
-            &header,
-        ],
-    );
-    result.expect_code(0);
+    with_token("/to-self/report.csv").expect_code(0);
     // A redirect to another host name does not get it: that server answers 401.
-    let result = fetch(
-        &["-v"],
-        &[
-            &nginx.url("/to-localhost/report.csv"),
-            path_str(&dest),
-            "--header-file",
-            &header,
-        ],
-    );
+    let result = with_token("/to-localhost/report.csv");
     result.expect_code(1);
-    assert_contains(&result, "HTTP 401 Unauthorized");
+    result.expect_stderr("HTTP 401 Unauthorized");
     assert!(!result.stderr.contains(TOKEN), "{}", result.stderr);
     let log = nginx.access_log();
     let to_localhost = log
@@ -356,48 +292,26 @@ fn a_token_from_a_file_is_sent_but_never_logged_nor_sent_to_another_host() {
         .unwrap();
     assert!(to_localhost.contains("auth= "), "{log:?}");
     // Without the token: 401 is final, at once.
-    let result = fetch(&[], &[&nginx.url("/private/report.csv"), path_str(&dest)]);
-    result.expect_code(1);
+    fetch_to(&[], &nginx.url("/private/report.csv"), &dest, &[]).expect_code(1);
 }
 
 #[test]
 fn https_with_a_private_ca_speaks_http2() {
-    let Served {
-        nginx,
-        body,
-        out,
-        dest,
-    } = serve("tls.bin", 1 << 20, 10);
-    let result = fetch(
-        &[],
-        &[
-            &nginx.https_url("/tls.bin"),
-            path_str(&dest),
-            "--ca",
-            path_str(&nginx.ca_cert),
-        ],
-    );
-    result.expect_code(0);
+    let (nginx, body, out, dest) = serve("tls.bin", 1 << 20, 10);
+    let url = nginx.https_url("/tls.bin");
+    fetch_to(&[], &url, &dest, &["--ca", path_str(&nginx.ca_cert)]).expect_code(0);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     let log = nginx.access_log();
     assert!(log.last().unwrap().contains("proto=HTTP/2.0"), "{log:?}");
     // The system bundle does not know the private CA.
-    let result = fetch(
-        &["--timeout", "2s"],
-        &[
-            &nginx.https_url("/tls.bin"),
-            path_str(&out.path().join("x")),
-        ],
-    );
+    let result = fetch_to(&["--timeout", "2s"], &url, &out.path().join("x"), &[]);
     result.expect_code(124);
-    assert_contains(&result, "certificate");
+    result.expect_stderr("certificate");
 }
 
 #[test]
 fn sigterm_mid_download_exits_143_and_leaves_nothing() {
-    let Served {
-        nginx, out, dest, ..
-    } = serve("slow.bin", 20 << 20, 11);
+    let (nginx, _, out, dest) = serve("slow.bin", 20 << 20, 11);
     let (child, started) =
         spawn(initbox().args(["fetch", &nginx.url("/slow/slow.bin"), path_str(&dest)]));
     // Wait until part of the file has arrived in its temporary file.
@@ -406,26 +320,11 @@ fn sigterm_mid_download_exits_143_and_leaves_nothing() {
             .unwrap()
             .any(|entry| entry.unwrap().metadata().unwrap().len() > 100_000)
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let stop_sent = started.elapsed();
-    let result = finish(child, started);
+    let (result, to_exit) = stop_with_sigterm(child, started);
     result.expect_code(143);
-    assert!(
-        result.elapsed - stop_sent < Duration::from_secs(1),
-        "{:?}",
-        result.elapsed - stop_sent
-    );
-    assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
-    let last = result
-        .stderr_lines()
-        .last()
-        .copied()
-        .unwrap_or_default()
-        .to_string();
+    assert!(to_exit < Duration::from_secs(1), "{to_exit:?}");
+    assert_empty(out.path());
+    let last = result.last_line();
     assert!(
         last.contains("stopped by SIGTERM") && last.contains(" of 20.0 MiB received"),
         "{last}"
@@ -434,22 +333,20 @@ fn sigterm_mid_download_exits_143_and_leaves_nothing() {
 
 #[test]
 fn the_deadline_mid_download_says_how_far_it_got_and_leaves_nothing() {
-    let Served {
-        nginx, out, dest, ..
-    } = serve("slow.bin", 20 << 20, 14);
-    let result = fetch(
+    let (nginx, _, out, dest) = serve("slow.bin", 20 << 20, 14);
+    let result = fetch_to(
         &["--timeout", "2s"],
-        &[&nginx.url("/slow/slow.bin"), path_str(&dest)],
+        &nginx.url("/slow/slow.bin"),
+        &dest,
+        &[],
     );
-    result.expect_code(124);
-    assert_contains(&result, "deadline of 2s exceeded; not ready: ");
-    assert_contains(&result, "MiB of 20.0 MiB received");
-    assert!(
-        result.elapsed < Duration::from_secs(5),
-        "{:?}",
-        result.elapsed
-    );
-    assert!(names(out.path()).is_empty(), "{:?}", names(out.path()));
+    result
+        .expect_code(124)
+        .expect_within(Duration::from_secs(5));
+    result
+        .expect_stderr("deadline of 2s exceeded; not ready: ")
+        .expect_stderr("MiB of 20.0 MiB received");
+    assert_empty(out.path());
 }
 
 #[test]
@@ -574,19 +471,7 @@ fn bad_input_is_one_line_and_exit_2() {
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let result = fetch(&[], &args);
-        result.expect_code(2);
-        assert_eq!(
-            result.stderr_lines().len(),
-            1,
-            "{args:?}:\n{}",
-            result.stderr
-        );
-        assert!(
-            result.stderr.contains(expected),
-            "{args:?}: expected {expected:?} in\n{}",
-            result.stderr
-        );
+        fetch(&[], &args).expect_one_line(2, expected);
     }
 }
 
@@ -673,44 +558,39 @@ fn check_good_tree(root: &Path) {
     assert_eq!(mode(site.join("run.sh")), 0o755);
 }
 
+/// Builds an archive of `entries` (see [`build_archive`]) and serves it from nginx as `name`.
+fn serve_archive(nginx: &Nginx, name: &str, entries: &str) {
+    let build = tempfile::tempdir().unwrap();
+    let archive = build.path().join(name);
+    build_archive(&archive, entries);
+    nginx.put(name, &std::fs::read(&archive).unwrap());
+}
+
+/// Unpacks the archive nginx serves as `name` into `dest`, as `format`.
+fn extract(nginx: &Nginx, name: &str, dest: &Path, format: &str) -> Run {
+    let url = nginx.url(&format!("/{name}"));
+    fetch_to(&[], &url, dest, &["--extract", format])
+}
+
 #[test]
 fn archives_unpack_into_dest_with_their_modes() {
     let nginx = Nginx::start();
-    let build = tempfile::tempdir().unwrap();
     for name in ["site.tar", "site.tar.gz", "site.zip"] {
-        build_archive(&build.path().join(name), GOOD_ENTRIES);
-        nginx.put(name, &std::fs::read(build.path().join(name)).unwrap());
+        serve_archive(&nginx, name, GOOD_ENTRIES);
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("www");
-        let result = fetch(
-            &[],
-            &[
-                &nginx.url(&format!("/{name}")),
-                path_str(&dest),
-                "--extract",
-                "auto",
-            ],
-        );
+        let result = extract(&nginx, name, &dest, "auto");
         result.expect_code(0);
         check_good_tree(&dest);
         assert_eq!(names(out.path()), ["www"], "{name}");
-        assert_contains(&result, "unpacked");
+        result.expect_stderr("unpacked");
     }
     // A second run replaces the directory whole: a file the new archive lacks is gone.
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("www");
     std::fs::create_dir(&dest).unwrap();
     std::fs::write(dest.join("stale.html"), "old").unwrap();
-    let result = fetch(
-        &[],
-        &[
-            &nginx.url("/site.tar.gz"),
-            path_str(&dest),
-            "--extract",
-            "tar.gz",
-        ],
-    );
-    result.expect_code(0);
+    extract(&nginx, "site.tar.gz", &dest, "tar.gz").expect_code(0);
     check_good_tree(&dest);
     assert!(!dest.join("stale.html").exists());
     assert_eq!(names(out.path()), ["www"]);
@@ -719,25 +599,14 @@ fn archives_unpack_into_dest_with_their_modes() {
 #[test]
 fn hard_links_inside_the_archive_are_kept() {
     let nginx = Nginx::start();
-    let build = tempfile::tempdir().unwrap();
-    let archive = build.path().join("links.tar");
-    build_archive(
-        &archive,
+    serve_archive(
+        &nginx,
+        "links.tar",
         "[('file', 'a.txt', 'same', 0o644), ('hardlink', 'b.txt', 'a.txt', 0o644)]",
     );
-    nginx.put("links.tar", &std::fs::read(&archive).unwrap());
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("d");
-    fetch(
-        &[],
-        &[
-            &nginx.url("/links.tar"),
-            path_str(&dest),
-            "--extract",
-            "tar",
-        ],
-    )
-    .expect_code(0);
+    extract(&nginx, "links.tar", &dest, "tar").expect_code(0);
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(dest.join("b.txt")).unwrap().nlink(), 2);
 }
@@ -745,7 +614,6 @@ fn hard_links_inside_the_archive_are_kept() {
 #[test]
 fn entries_that_escape_are_refused_by_name_and_nothing_is_left() {
     let nginx = Nginx::start();
-    let build = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &str)] = &[
         (
             "dotdot",
@@ -778,7 +646,20 @@ fn entries_that_escape_are_refused_by_name_and_nothing_is_left() {
             "'l/f' refused: its path goes through 'l'",
         ),
     ];
-    let tar_only: &[(&str, &str, &str)] = &[
+    // Special files, which both tar and zip can carry.
+    let special: &[(&str, &str, &str)] = &[
+        (
+            "device",
+            "[('chr', 'null', '', 0o666)]",
+            "'null' refused: device file",
+        ),
+        (
+            "fifo",
+            "[('fifo', 'pipe', '', 0o644)]",
+            "'pipe' refused: FIFO",
+        ),
+    ];
+    let hard_links: &[(&str, &str, &str)] = &[
         (
             "hardlink-out",
             "[('hardlink', 'shadow', '../../etc/shadow', 0o644)]",
@@ -789,54 +670,23 @@ fn entries_that_escape_are_refused_by_name_and_nothing_is_left() {
             "[('hardlink', 'shadow', '/etc/shadow', 0o644)]",
             "'shadow' refused: hard link pointing outside",
         ),
-        (
-            "device",
-            "[('chr', 'null', '', 0o666)]",
-            "'null' refused: device file",
-        ),
-        (
-            "fifo",
-            "[('fifo', 'pipe', '', 0o644)]",
-            "'pipe' refused: FIFO",
-        ),
-    ];
-    let zip_only: &[(&str, &str, &str)] = &[
-        (
-            "device",
-            "[('chr', 'null', '', 0o666)]",
-            "'null' refused: device file",
-        ),
-        (
-            "fifo",
-            "[('fifo', 'pipe', '', 0o644)]",
-            "'pipe' refused: FIFO",
-        ),
     ];
     let mut checks = Vec::new();
     for ext in ["tar", "tar.gz", "zip"] {
-        let extra = if ext == "zip" { zip_only } else { tar_only };
-        for (label, entries, expected) in cases.iter().chain(extra) {
+        // Only tar has hard links.
+        let extra = if ext == "zip" { &[][..] } else { hard_links };
+        for (label, entries, expected) in cases.iter().chain(extra).chain(special) {
             checks.push((format!("{label}.{ext}"), *entries, *expected));
         }
     }
     for (name, entries, _) in &checks {
-        build_archive(&build.path().join(name), entries);
-        nginx.put(name, &std::fs::read(build.path().join(name)).unwrap());
+        serve_archive(&nginx, name, entries);
     }
     for (name, _, expected) in &checks {
         let out = tempfile::tempdir().unwrap();
         let inner = out.path().join("volume");
         std::fs::create_dir(&inner).unwrap();
-        let dest = inner.join("dest");
-        let result = fetch(
-            &[],
-            &[
-                &nginx.url(&format!("/{name}")),
-                path_str(&dest),
-                "--extract",
-                "auto",
-            ],
-        );
+        let result = extract(&nginx, name, &inner.join("dest"), "auto");
         assert_eq!(result.code, Some(1), "{name}:\n{}", result.stderr);
         assert!(
             result.stderr.contains(expected),

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::openbao::{OpenBao, ROOT_TOKEN};
-use crate::support::{finish, initbox, is_root, run, spawn};
+use crate::support::{Run, finish, initbox, is_root, run, spawn};
 
 const PASSWORD: &str = "pw-VALUE-1";
 const API_KEY: &str = "key-VALUE-2";
@@ -49,8 +50,22 @@ fn fetch(bao: &OpenBao) -> Command {
     command
 }
 
+/// fetch-vault with the root token, and these arguments.
+fn fetch_as_root(bao: &OpenBao, args: &[&str]) -> Run {
+    run(fetch(bao).env("VAULT_TOKEN", ROOT_TOKEN).args(args))
+}
+
+/// A `--secret` value: what to read (`MOUNT/PATH[#FIELD]`) and where to write it.
+fn secret_to(what: &str, dest: &Path) -> String {
+    format!("{what}={}", dest.display())
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
 fn assert_no_secrets(output: &str, secrets: &[&str]) {
@@ -66,12 +81,9 @@ fn a_token_reads_kv_v2_fields_and_maps_into_files() {
     let token = bao.token(&["app"]);
     let result = run(fetch(&bao).env("VAULT_TOKEN", &token).args([
         "--secret",
-        &format!(
-            "secret/app/db#password={}",
-            dir.path().join("password").display()
-        ),
+        &secret_to("secret/app/db#password", &dir.path().join("password")),
         "--secret",
-        &format!("secret/app/db={}", dir.path().join("db.json").display()),
+        &secret_to("secret/app/db", &dir.path().join("db.json")),
     ]));
     result.expect_code(0);
     assert_eq!(read(&dir.path().join("password")), PASSWORD);
@@ -81,17 +93,8 @@ fn a_token_reads_kv_v2_fields_and_maps_into_files() {
         serde_json::json!({"password": PASSWORD, "user": "app"}),
         "the data map only, no metadata"
     );
-    let mode = std::fs::metadata(dir.path().join("password"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777;
-    assert_eq!(mode, 0o400);
-    assert!(
-        result.stderr.contains("wrote secret/app/db#password to"),
-        "{}",
-        result.stderr
-    );
+    assert_eq!(mode(&dir.path().join("password")), 0o400);
+    result.expect_stderr("wrote secret/app/db#password to");
     // A token initbox was given is never revoked.
     assert!(
         bao.cli(&["token", "lookup", "-format=json", &token])
@@ -109,17 +112,12 @@ fn kv_v1_mounts_are_detected() {
     let dest = dir.path().join("level");
     run(fetch(&bao)
         .env("VAULT_TOKEN", bao.token(&["app"]))
-        .args(["--secret", &format!("kv1/app/cfg#level={}", dest.display())]))
+        .args(["--secret", &secret_to("kv1/app/cfg#level", &dest)]))
     .expect_code(0);
     assert_eq!(read(&dest), "debug");
     // Without the preflight, with the version given.
-    run(fetch(&bao).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--kv-version",
-        "2",
-        "--secret",
-        &format!("secret/app/db#user={}", dest.display()),
-    ]))
-    .expect_code(0);
+    let user = secret_to("secret/app/db#user", &dest);
+    fetch_as_root(&bao, &["--kv-version", "2", "--secret", &user]).expect_code(0);
     assert_eq!(read(&dest), "app");
 }
 
@@ -138,10 +136,7 @@ fn approle_login_token_is_revoked_unless_asked_not_to() {
             .arg("--secret-id-file")
             .arg(dir.path().join("secret-id"))
             .arg("--secret")
-            .arg(format!(
-                "secret/app/db#password={}",
-                dir.path().join("out").display()
-            ))
+            .arg(secret_to("secret/app/db#password", &dir.path().join("out")))
             .args(extra)
             .args(["-v", "--log-format", "json"]);
         command
@@ -150,11 +145,7 @@ fn approle_login_token_is_revoked_unless_asked_not_to() {
     let result = run(&mut approle(&[]));
     result.expect_code(0);
     assert_eq!(read(&dir.path().join("out")), PASSWORD);
-    assert!(
-        result.stderr.contains("revoked the login token"),
-        "{}",
-        result.stderr
-    );
+    result.expect_stderr("revoked the login token");
     assert_eq!(bao.token_count(), before, "the login token must be gone");
     assert_no_secrets(&result.stderr, &[PASSWORD, &secret_id]);
 
@@ -169,15 +160,9 @@ fn every_format_reads_back_the_same_values() {
     let env_file = dir.path().join("api.env");
     let yaml_file = dir.path().join("api.yaml");
     for (format, dest) in [("env", &env_file), ("yaml", &yaml_file)] {
-        run(fetch(&bao).env("VAULT_TOKEN", ROOT_TOKEN).args([
-            "--format",
-            format,
-            "--mode",
-            "0640",
-            "--secret",
-            &format!("secret/app/api={}", dest.display()),
-        ]))
-        .expect_code(0);
+        let secret = secret_to("secret/app/api", dest);
+        let args = ["--format", format, "--mode", "0640", "--secret", &secret];
+        fetch_as_root(&bao, &args).expect_code(0);
     }
     // A shell reads the env file back unchanged...
     let shell = Command::new("sh")
@@ -212,8 +197,7 @@ fn every_format_reads_back_the_same_values() {
         read(&yaml_file),
         format!("\"key\": \"{API_KEY}\"\n\"quote\": \"it's\"\n")
     );
-    let mode = std::fs::metadata(&yaml_file).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode, 0o640);
+    assert_eq!(mode(&yaml_file), 0o640);
 }
 
 #[test]
@@ -225,13 +209,8 @@ fn files_get_the_owner_asked_for() {
     let bao = seeded();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("password");
-    run(fetch(&bao).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--owner",
-        "1234:5678",
-        "--secret",
-        &format!("secret/app/db#password={}", dest.display()),
-    ]))
-    .expect_code(0);
+    let secret = secret_to("secret/app/db#password", &dest);
+    fetch_as_root(&bao, &["--owner", "1234:5678", "--secret", &secret]).expect_code(0);
     let meta = std::fs::metadata(&dest).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
 }
@@ -246,16 +225,9 @@ fn permission_denied_fails_fast_with_vaults_words() {
         .env("VAULT_TOKEN", &token)
         .env("INITBOX_TERMINATION_LOG", &termination)
         .args(["--timeout", "1m", "--kv-version", "2", "--secret"])
-        .arg(format!(
-            "secret/app/db#password={}",
-            dir.path().join("out").display()
-        )));
-    result.expect_code(1);
-    assert!(
-        result.elapsed < Duration::from_secs(10),
-        "a 403 must not be retried: {:?}",
-        result.elapsed
-    );
+        .arg(secret_to("secret/app/db#password", &dir.path().join("out"))));
+    // A 403 is not retried.
+    result.expect_code(1).expect_within(Duration::from_secs(10));
     let message = read(&termination);
     assert!(
         message.contains("reading secret/app/db: HTTP 403: permission denied"),
@@ -269,43 +241,22 @@ fn permission_denied_fails_fast_with_vaults_words() {
 fn a_missing_field_names_the_fields_and_a_deleted_version_says_so() {
     let bao = seeded();
     let dir = tempfile::tempdir().unwrap();
-    let missing = run(fetch(&bao).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--secret",
-        &format!("secret/app/db#pasword={}", dir.path().join("x").display()),
-    ]));
+    let dest = dir.path().join("x");
+    let read_to_x = |what: &str| fetch_as_root(&bao, &["--secret", &secret_to(what, &dest)]);
+    let missing = read_to_x("secret/app/db#pasword");
     missing.expect_code(1);
-    assert!(
-        missing
-            .stderr
-            .contains("no field 'pasword' in the secret; its fields are: password, user"),
-        "{}",
-        missing.stderr
-    );
+    missing.expect_stderr("no field 'pasword' in the secret; its fields are: password, user");
     assert_no_secrets(&missing.stderr, &[PASSWORD]);
 
     bao.cli(&["kv", "put", "secret/app/old", "x=1"]);
     bao.cli(&["kv", "delete", "secret/app/old"]);
-    let deleted = run(fetch(&bao).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--secret",
-        &format!("secret/app/old={}", dir.path().join("x").display()),
-    ]));
+    let deleted = read_to_x("secret/app/old");
     deleted.expect_code(1);
-    assert!(
-        deleted.stderr.contains("version 1 was deleted at"),
-        "{}",
-        deleted.stderr
-    );
+    deleted.expect_stderr("version 1 was deleted at");
 
-    let never = run(fetch(&bao).env("VAULT_TOKEN", ROOT_TOKEN).args([
-        "--secret",
-        &format!("secret/app/never={}", dir.path().join("x").display()),
-    ]));
+    let never = read_to_x("secret/app/never");
     never.expect_code(1);
-    assert!(
-        never.stderr.contains("no secret at this path"),
-        "{}",
-        never.stderr
-    );
+    never.expect_stderr("no secret at this path");
     assert!(!dir.path().join("x").exists());
 }
 
@@ -319,17 +270,13 @@ fn a_sealed_server_is_waited_for_until_unsealed() {
         "--timeout",
         "60s",
         "--secret",
-        &format!("secret/app/db#password={}", dest.display()),
+        &secret_to("secret/app/db#password", &dest),
     ]));
     std::thread::sleep(Duration::from_millis(1000));
     bao.unseal();
     let result = finish(child, started);
     result.expect_code(0);
-    assert!(
-        result.stderr.contains("HTTP 503: Vault is sealed"),
-        "{}",
-        result.stderr
-    );
+    result.expect_stderr("HTTP 503: Vault is sealed");
     assert_eq!(read(&dest), PASSWORD);
 }
 
@@ -344,7 +291,7 @@ fn tls_is_verified_against_the_given_ca() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("password");
-    let secret = format!("secret/app/db#password={}", dest.display());
+    let secret = secret_to("secret/app/db#password", &dest);
     let ca = bao.ca_cert.clone().unwrap();
     run(fetch(&bao)
         .env("VAULT_TOKEN", ROOT_TOKEN)
@@ -357,13 +304,13 @@ fn tls_is_verified_against_the_given_ca() {
         .env_remove("SSL_CERT_FILE")
         .args(["--timeout", "1s", "--secret", &secret]));
     unknown.expect_code(124);
-    assert!(unknown.stderr.contains("certificate"), "{}", unknown.stderr);
+    unknown.expect_stderr("certificate");
     let skip = run(fetch(&bao)
         .env("VAULT_TOKEN", ROOT_TOKEN)
         .env("VAULT_SKIP_VERIFY", "1")
         .args(["--secret", &secret]));
     skip.expect_code(0);
-    assert!(skip.stderr.contains("VAULT_SKIP_VERIFY"), "{}", skip.stderr);
+    skip.expect_stderr("VAULT_SKIP_VERIFY");
 }
 
 /// Arguments, extra environment, and what the one error line must name.
@@ -373,10 +320,7 @@ type BadCase<'a> = (Vec<String>, Vec<(&'a str, String)>, &'a str);
 fn bad_input_is_rejected_before_anything_is_written() {
     let bao = seeded();
     let dir = tempfile::tempdir().unwrap();
-    let good = format!(
-        "secret/app/db#password={}",
-        dir.path().join("out").display()
-    );
+    let good = secret_to("secret/app/db#password", &dir.path().join("out"));
     let cases: Vec<BadCase> = vec![
         (
             vec!["--secret".into(), "secret/app/db".into()],
@@ -408,9 +352,9 @@ fn bad_input_is_rejected_before_anything_is_written() {
         (
             vec![
                 "--secret".into(),
-                format!(
-                    "secret/app/db#password={}",
-                    dir.path().join("no/such/dir/out").display()
+                secret_to(
+                    "secret/app/db#password",
+                    &dir.path().join("no/such/dir/out"),
                 ),
             ],
             vec![("VAULT_TOKEN", ROOT_TOKEN.into())],
@@ -432,15 +376,7 @@ fn bad_input_is_rejected_before_anything_is_written() {
         for (key, value) in &env {
             command.env(key, value);
         }
-        let result = run(command.args(&args));
-        assert_eq!(result.code, Some(2), "{args:?}: {}", result.stderr);
-        assert_eq!(
-            result.stderr_lines().len(),
-            1,
-            "{args:?}: {}",
-            result.stderr
-        );
-        assert!(result.stderr.contains(named), "{args:?}: {}", result.stderr);
+        run(command.args(&args)).expect_one_line(2, named);
     }
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

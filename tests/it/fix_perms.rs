@@ -8,23 +8,46 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{finish, initbox, is_root, run, spawn};
+use crate::support::expect::{Expect, stop_with_sigterm};
+use crate::support::{Run, initbox, is_root, run, spawn};
 
 /// The uid and gid other than root's that the root-only tests give away files to.
 const APP: &str = "1000:1000";
 
 /// Root-only tests print why they did not run instead of failing where they cannot.
-fn needs_root(test: &str, why: &str) -> bool {
+fn needs_root(why: &str) -> bool {
     if !is_root() {
-        eprintln!("skipping {test}: needs root ({why})");
+        skipping(&format!("needs root ({why})"));
         return true;
     }
     false
+}
+
+/// [`tree`] for a test that needs root: None, saying why, when not root.
+fn root_only_tree(why: &str, dirs: usize, files: usize) -> Option<(TempDir, PathBuf)> {
+    (!needs_root(why)).then(|| tree(dirs, files))
+}
+
+/// Outside any tree, for symlinks in one to point at: a file `shadow` (0644) and a directory
+/// `etc` (0755) holding a file `inner`, all root's.
+fn outside_targets() -> (TempDir, PathBuf, PathBuf) {
+    let outside = scratch();
+    let (secret, secret_dir) = (outside.path().join("shadow"), outside.path().join("etc"));
+    fs::write(&secret, b"root only").unwrap();
+    fs::create_dir(&secret_dir).unwrap();
+    fs::write(secret_dir.join("inner"), b"x").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&secret_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    (outside, secret, secret_dir)
+}
+
+/// Says that the running test stops here, and why (the test harness names each test's thread).
+fn skipping(why: &str) {
+    let thread = std::thread::current();
+    eprintln!("skipping {}: {why}", thread.name().unwrap_or("this test"));
 }
 
 /// The running user as UID:GID: owning what it already owns needs no privilege, so the tests
@@ -105,32 +128,41 @@ fn fix_perms(args: &[&str], paths: &[&Path]) -> Command {
     command
 }
 
-/// The final summary event of a run made with `--log-format json`.
-fn summary(stderr: &str) -> Value {
+/// Runs fix-perms on `path` with `--owner` the running user and `args`.
+fn fix_as_me(args: &[&str], path: &Path) -> Run {
+    let owner = me();
+    run(&mut fix_perms(
+        &[&["--owner", &owner], args].concat(),
+        &[path],
+    ))
+}
+
+/// The events named `name` that a run made with `--log-format json` logged.
+fn events(stderr: &str, name: &str) -> Vec<Value> {
     stderr
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|event| event["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary event in:\n{stderr}"))
+        .filter(|event| event["event"] == name)
+        .collect()
+}
+
+/// The first event named `name`, which the run must have logged.
+fn event(stderr: &str, name: &str) -> Value {
+    let found = events(stderr, name).into_iter().next();
+    found.unwrap_or_else(|| panic!("no {name} event in:\n{stderr}"))
+}
+
+/// The final summary event of a run made with `--log-format json`.
+fn summary(stderr: &str) -> Value {
+    event(stderr, "summary")
 }
 
 #[test]
 fn a_symlink_to_a_file_or_directory_outside_the_tree_keeps_its_targets_owner() {
-    if needs_root(
-        "a_symlink_to_a_file_or_directory_outside_the_tree_keeps_its_targets_owner",
-        "chown to another user",
-    ) {
+    let Some((_temp, root)) = root_only_tree("chown to another user", 2, 2) else {
         return;
-    }
-    let (_temp, root) = tree(2, 2);
-    let outside = scratch();
-    let secret = outside.path().join("shadow");
-    fs::write(&secret, b"root only").unwrap();
-    let secret_dir = outside.path().join("etc");
-    fs::create_dir(&secret_dir).unwrap();
-    fs::write(secret_dir.join("inner"), b"x").unwrap();
-    fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
-    fs::set_permissions(&secret_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let (_outside, secret, secret_dir) = outside_targets();
     symlink(&secret, root.join("d000/shadow")).unwrap();
     symlink(&secret_dir, root.join("etc")).unwrap();
 
@@ -154,94 +186,60 @@ fn a_symlink_to_a_file_or_directory_outside_the_tree_keeps_its_targets_owner() {
 
 #[test]
 fn a_filesystem_mounted_inside_the_tree_is_not_entered_unless_asked() {
-    if needs_root(
-        "a_filesystem_mounted_inside_the_tree_is_not_entered_unless_asked",
-        "a tmpfs mounted in a private mount namespace",
-    ) {
+    let Some((_temp, root)) = root_only_tree("a tmpfs mounted in a private mount namespace", 1, 1)
+    else {
         return;
-    }
-    let (_temp, root) = tree(1, 1);
+    };
     let mount_point = root.join("d000/mnt");
     fs::create_dir(&mount_point).unwrap();
-    // The mount exists only in a private mount namespace, gone when the shell exits; the
-    // owners are read inside it.
+    // The owners are read inside the mount namespace, where the mount is.
+    let mnt = mount_point.display();
     let inside = |flags: &str| {
-        let script = format!(
-            "set -e; mount -t tmpfs -o mode=0755 fixperms-test {mnt}; echo x > {mnt}/inner; \
-             {initbox} fix-perms --owner {APP} {flags} {root}; stat -c '%u %n' {mnt} {mnt}/inner",
-            mnt = mount_point.display(),
-            initbox = env!("CARGO_BIN_EXE_initbox"),
-            root = root.display(),
-        );
-        let result = run(Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
-            .env("INITBOX_TERMINATION_LOG", ""));
-        result.expect_code(0);
-        result
+        with_a_mount(
+            &format!("mount -t tmpfs -o mode=0755 fixperms-test {mnt}; echo x > {mnt}/inner"),
+            &format!("fix-perms --owner {APP} {flags}"),
+            &root,
+            &format!("stat -c '%u %n' {mnt} {mnt}/inner"),
+        )
     };
 
     let result = inside("");
     assert_eq!(
         result.stdout,
-        format!("0 {0}\n0 {0}/inner\n", mount_point.display()),
+        format!("0 {mnt}\n0 {mnt}/inner\n"),
         "{}",
         result.stderr
     );
-    assert!(
-        result.stderr.contains(&format!(
-            "{}: on another filesystem, left alone",
-            mount_point.display()
-        )),
-        "{}",
-        result.stderr
-    );
+    result.expect_stderr(&format!("{mnt}: on another filesystem, left alone"));
     assert_eq!(owner(&root.join("d000/f000")), (1000, 1000));
     // The directory under the mount was not changed through the mount either.
     assert_eq!(owner(&mount_point), (0, 0));
 
     let crossed = inside("--cross-mounts");
-    assert_eq!(
-        crossed.stdout,
-        format!("1000 {0}\n1000 {0}/inner\n", mount_point.display())
-    );
+    assert_eq!(crossed.stdout, format!("1000 {mnt}\n1000 {mnt}/inner\n"));
 }
 
 #[test]
 fn a_bind_mount_of_the_same_filesystem_is_not_entered() {
-    if needs_root(
-        "a_bind_mount_of_the_same_filesystem_is_not_entered",
-        "a bind mount in a private mount namespace",
-    ) {
-        return;
-    }
     // A bind mount has the device number of the filesystem it comes from, as a subPath or a
     // hostPath on the node's disk does: only the mount table shows it is another mount.
-    let (_temp, root) = tree(1, 1);
+    let Some((_temp, root)) = root_only_tree("a bind mount in a private mount namespace", 1, 1)
+    else {
+        return;
+    };
     let outside = tempfile::tempdir_in(root.parent().unwrap()).unwrap();
     fs::write(outside.path().join("outside.txt"), "x").unwrap();
     let mount_point = root.join("d000/bound");
     fs::create_dir(&mount_point).unwrap();
-    let script = format!(
-        "set -e; mount --bind {src} {mnt}; {initbox} fix-perms --owner {APP} {root}; \
-         stat -c '%u' {mnt}/outside.txt",
-        src = outside.path().display(),
-        mnt = mount_point.display(),
-        initbox = env!("CARGO_BIN_EXE_initbox"),
-        root = root.display(),
+    let mnt = mount_point.display();
+    let result = with_a_mount(
+        &format!("mount --bind {} {mnt}", outside.path().display()),
+        &format!("fix-perms --owner {APP}"),
+        &root,
+        &format!("stat -c '%u' {mnt}/outside.txt"),
     );
-    let result = run(Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .env("INITBOX_TERMINATION_LOG", ""));
-    result.expect_code(0);
     assert_eq!(result.stdout, "0\n", "{}", result.stderr);
-    assert!(
-        result.stderr.contains(&format!(
-            "{}: on another filesystem, left alone",
-            mount_point.display()
-        )),
-        "{}",
-        result.stderr
-    );
+    result.expect_stderr(&format!("{mnt}: on another filesystem, left alone"));
     assert_eq!(owner(&outside.path().join("outside.txt")), (0, 0));
     assert_eq!(owner(&root.join("d000/f000")), (1000, 1000));
 }
@@ -268,16 +266,7 @@ fn a_tree_that_is_already_right_is_not_written_to() {
 
     let again = run(fix_perms(&args, &[&root]).args(["--log-format", "json"]));
     again.expect_code(0);
-    let after = entries(&root);
-    for (path, meta) in &before {
-        let now = &after[path];
-        assert_eq!(
-            (meta.ctime(), meta.ctime_nsec()),
-            (now.ctime(), now.ctime_nsec()),
-            "{} was written to",
-            path.display()
-        );
-    }
+    assert_not_written(&before, &root);
     let summary = summary(&again.stderr);
     assert_eq!(summary["changed"], 0);
     assert_eq!(summary["scanned"], before.len() as u64);
@@ -289,10 +278,7 @@ fn a_dry_run_prints_what_would_change_and_changes_nothing() {
     let (_temp, root) = tree(2, 2);
     fs::set_permissions(root.join("d001/f000"), fs::Permissions::from_mode(0o600)).unwrap();
     let before = entries(&root);
-    let result = run(&mut fix_perms(
-        &["--owner", &me(), "--file-mode", "0600", "--dry-run"],
-        &[&root],
-    ));
+    let result = fix_as_me(&["--file-mode", "0600", "--dry-run"], &root);
     result.expect_code(0);
     let printed: Vec<&str> = result.stdout.lines().collect();
     let mut expected: Vec<String> = ["d000/f000", "d000/f001", "d001/f001"]
@@ -303,60 +289,42 @@ fn a_dry_run_prints_what_would_change_and_changes_nothing() {
     sorted.sort();
     expected.sort();
     assert_eq!(sorted, expected);
-    let after = entries(&root);
-    for (path, meta) in &before {
+    assert_not_written(&before, &root);
+    result.expect_stderr("would change 3");
+}
+
+/// Every entry `before` listed still has its mode and its ctime: nothing was written to it.
+fn assert_not_written(before: &BTreeMap<PathBuf, fs::Metadata>, root: &Path) {
+    let after = entries(root);
+    for (path, meta) in before {
         let now = &after[path];
         assert_eq!(
             (meta.mode(), meta.ctime(), meta.ctime_nsec()),
             (now.mode(), now.ctime(), now.ctime_nsec()),
-            "{}",
+            "{} was written to",
             path.display()
         );
     }
-    assert!(
-        result.stderr.contains("would change 3"),
-        "{}",
-        result.stderr
-    );
 }
 
 #[test]
 fn modes_are_set_separately_for_files_and_directories_and_only_when_asked() {
     let (_temp, root) = tree(1, 1);
     symlink("d000/f000", root.join("link")).unwrap();
-    run(&mut fix_perms(
-        &[
-            "--owner",
-            &me(),
-            "--file-mode",
-            "0604",
-            "--dir-mode",
-            "0711",
-        ],
-        &[&root],
-    ))
-    .expect_code(0);
+    fix_as_me(&["--file-mode", "0604", "--dir-mode", "0711"], &root).expect_code(0);
     assert_eq!(mode(&root), 0o711);
     assert_eq!(mode(&root.join("d000")), 0o711);
     assert_eq!(mode(&root.join("d000/f000")), 0o604);
     assert_eq!(mode(&root.join("link")), 0o777);
 
     // Only --file-mode: directories keep theirs.
-    run(&mut fix_perms(
-        &["--owner", &me(), "--file-mode", "0640"],
-        &[&root],
-    ))
-    .expect_code(0);
+    fix_as_me(&["--file-mode", "0640"], &root).expect_code(0);
     assert_eq!(mode(&root.join("d000")), 0o711);
     assert_eq!(mode(&root.join("d000/f000")), 0o640);
 
     // A single file as PATH.
     let file = root.join("d000/f000");
-    run(&mut fix_perms(
-        &["--owner", &me(), "--file-mode", "0400"],
-        &[&file],
-    ))
-    .expect_code(0);
+    fix_as_me(&["--file-mode", "0400"], &file).expect_code(0);
     assert_eq!(mode(&file), 0o400);
 }
 
@@ -372,11 +340,7 @@ fn the_root_is_changed_last_and_if_root_mismatch_skips_a_tree_whose_root_is_righ
     let skipped = run(fix_perms(&args, &[&root]).args(["--log-format", "json"]));
     skipped.expect_code(0);
     assert_eq!(mode(&root.join("d001")), 0o700);
-    assert!(
-        skipped.stderr.contains("not walked (--if-root-mismatch)"),
-        "{}",
-        skipped.stderr
-    );
+    skipped.expect_stderr("not walked (--if-root-mismatch)");
     assert_eq!(summary(&skipped.stderr)["scanned"], 1);
     // Without the flag it is walked and fixed.
     run(&mut fix_perms(&args[..4], &[&root])).expect_code(0);
@@ -408,21 +372,12 @@ fn sigterm_stops_a_large_walk_at_once_with_143_and_a_rerun_finishes_it() {
     let args = private_modes(&owner);
     let (child, started) = spawn(fix_perms(&args, &[&root]).arg("--if-root-mismatch"));
     wait_for_the_walk(child.id(), &root);
-    let sent = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let result = finish(child, started);
+    let (result, to_exit) = stop_with_sigterm(child, started);
     result.expect_code(143);
-    assert!(
-        sent.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        sent.elapsed()
-    );
-    assert!(
-        result.stderr.contains("stopped by SIGTERM"),
-        "{}",
-        result.stderr
-    );
-    assert!(result.stderr.contains("scanned"), "{}", result.stderr);
+    assert!(to_exit < Duration::from_secs(1), "took {to_exit:?}");
+    result
+        .expect_stderr("stopped by SIGTERM")
+        .expect_stderr("scanned");
     // The root is the mark of a finished run: left as it was, so the next run walks again.
     assert_eq!(mode(&root), 0o755);
     let left = entries(&root)
@@ -462,11 +417,7 @@ fn the_deadline_stops_the_walk_with_124_and_leaves_the_root_for_the_next_run() {
     let args = private_modes(&owner);
     let result = run(fix_perms(&args, &[&root]).args(["--timeout", "1ms"]));
     result.expect_code(124);
-    assert!(
-        result.stderr.contains("deadline of 1ms exceeded"),
-        "{}",
-        result.stderr
-    );
+    result.expect_stderr("deadline of 1ms exceeded");
     assert_eq!(mode(&root), 0o755);
     run(fix_perms(&args, &[&root]).arg("--if-root-mismatch")).expect_code(0);
     assert_modes(&root, 0o700, 0o600);
@@ -477,26 +428,11 @@ fn a_hard_linked_file_is_changed_and_reported() {
     let (temp, root) = tree(1, 2);
     let outside = temp.path().join("elsewhere");
     fs::hard_link(root.join("d000/f001"), &outside).unwrap();
-    let result = run(&mut fix_perms(
-        &[
-            "--owner",
-            &me(),
-            "--file-mode",
-            "0600",
-            "--log-format",
-            "json",
-        ],
-        &[&root],
-    ));
+    let result = fix_as_me(&["--file-mode", "0600", "--log-format", "json"], &root);
     result.expect_code(0);
     // Same inode: the name outside the tree sees the change.
     assert_eq!(mode(&outside), 0o600);
-    let reported: Vec<Value> = result
-        .stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["event"] == "hardlink")
-        .collect();
+    let reported = events(&result.stderr, "hardlink");
     assert_eq!(reported.len(), 1, "{}", result.stderr);
     assert_eq!(
         reported[0]["path"],
@@ -519,20 +455,13 @@ impl Drop for Immutable {
 
 #[test]
 fn an_entry_that_cannot_be_changed_is_named_and_the_rest_is_done() {
-    if needs_root(
-        "an_entry_that_cannot_be_changed_is_named_and_the_rest_is_done",
-        "chattr +i and chown to another user",
-    ) {
+    let Some((_temp, root)) = root_only_tree("chattr +i and chown to another user", 2, 3) else {
         return;
-    }
-    let (_temp, root) = tree(2, 3);
+    };
     let stuck = root.join("d001/f001");
     let attr = Command::new("chattr").arg("+i").arg(&stuck).output();
     if !attr.as_ref().is_ok_and(|out| out.status.success()) {
-        eprintln!(
-            "skipping an_entry_that_cannot_be_changed_is_named_and_the_rest_is_done: \
-             chattr +i is not supported here: {attr:?}"
-        );
+        skipping(&format!("chattr +i is not supported here: {attr:?}"));
         return;
     }
     let _cleanup = Immutable(stuck.clone());
@@ -545,7 +474,7 @@ fn an_entry_that_cannot_be_changed_is_named_and_the_rest_is_done() {
         "{}: cannot change owner: operation not permitted",
         stuck.display()
     );
-    assert!(result.stderr.contains(&line), "{}", result.stderr);
+    result.expect_stderr(&line);
     let message = fs::read_to_string(termination.path()).unwrap();
     assert!(
         message.starts_with("1 entry could not be fixed"),
@@ -561,13 +490,7 @@ fn an_entry_that_cannot_be_changed_is_named_and_the_rest_is_done() {
         assert_eq!((meta.uid(), meta.gid()), expected, "{}", path.display());
     }
     // The root stays wrong, so the failure is retried even with --if-root-mismatch.
-    assert!(
-        result
-            .stderr
-            .contains("left as it was, since entries below it failed"),
-        "{}",
-        result.stderr
-    );
+    result.expect_stderr("left as it was, since entries below it failed");
 }
 
 #[test]
@@ -600,9 +523,7 @@ fn the_filesystem_root_symlinks_and_special_files_are_refused_with_exit_2() {
         let result = run(initbox()
             .args(["fix-perms", "--owner", &me(), "--dir-mode", "0700"])
             .args(*paths));
-        assert_eq!(result.code, Some(2), "{paths:?}: {}", result.stderr);
-        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
-        assert!(result.stderr.contains(named.as_str()), "{}", result.stderr);
+        result.expect_one_line(2, named);
     }
     assert_eq!(mode(&root), 0o755);
 
@@ -613,24 +534,15 @@ fn the_filesystem_root_symlinks_and_special_files_are_refused_with_exit_2() {
         &["--owner", "1000", "--dir-mode", "17777"],
         &["--file-mode", "0644"],
     ] {
-        let result = run(initbox()
-            .arg("fix-perms")
-            .args(bad)
-            .arg(root.to_str().unwrap()));
-        assert_eq!(result.code, Some(2), "{bad:?}: {}", result.stderr);
-        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+        // Any one line: each names its own flag.
+        run(&mut fix_perms(bad, &[&root])).expect_one_line(2, "");
     }
 }
 
 /// The `threads` event of a run made with `--log-format json --log-level debug`: the number of
 /// walking threads and why.
-fn threads_chosen(result: &crate::support::Run) -> (u64, String) {
-    let event = result
-        .stderr
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|event| event["event"] == "threads")
-        .unwrap_or_else(|| panic!("no threads event in:\n{}", result.stderr));
+fn threads_chosen(result: &Run) -> (u64, String) {
+    let event = event(&result.stderr, "threads");
     (
         event["threads"].as_u64().unwrap(),
         event["why"].as_str().unwrap().to_owned(),
@@ -682,9 +594,7 @@ fn the_thread_count_follows_the_cpus_allowed_and_threads_overrides_it() {
             .args(args)
             .args(["--threads", bad])
             .arg(&root));
-        assert_eq!(result.code, Some(2), "{bad}: {}", result.stderr);
-        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
-        assert!(result.stderr.contains("--threads"), "{}", result.stderr);
+        result.expect_one_line(2, "--threads");
     }
 }
 
@@ -762,7 +672,7 @@ impl CpuCgroup {
 
     /// Runs initbox with `args` in the inner cgroup: a shell moves itself there, then becomes
     /// initbox.
-    fn run(&self, args: &[&str]) -> crate::support::Run {
+    fn run(&self, args: &[&str]) -> Run {
         let mut command = Command::new("sh");
         command
             .args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
@@ -789,8 +699,7 @@ impl Drop for CpuCgroup {
 
 #[test]
 fn under_a_cgroup_cpu_quota_below_two_cpus_one_thread_walks() {
-    let test = "under_a_cgroup_cpu_quota_below_two_cpus_one_thread_walks";
-    if needs_root(test, "a CPU cgroup with a quota") {
+    if needs_root("a CPU cgroup with a quota") {
         return;
     }
     let Some(cgroup) = CpuCgroup::new("quota") else {
@@ -836,16 +745,10 @@ fn under_a_cgroup_cpu_quota_below_two_cpus_one_thread_walks() {
 
 #[test]
 fn where_every_entry_differs_owners_change_unexamined_and_symlinks_are_still_not_followed() {
-    let test =
-        "where_every_entry_differs_owners_change_unexamined_and_symlinks_are_still_not_followed";
-    if needs_root(test, "chown to another user") {
+    let Some((_temp, root)) = root_only_tree("chown to another user", 3, 100) else {
         return;
-    }
-    let (_temp, root) = tree(3, 100);
-    let outside = scratch();
-    let (secret, secret_dir) = (outside.path().join("shadow"), outside.path().join("etc"));
-    fs::create_dir(&secret_dir).unwrap();
-    fs::write(&secret, b"root only").unwrap();
+    };
+    let (_outside, secret, secret_dir) = outside_targets();
     // Made last, so they come late in each directory (entries are taken in inode order), when
     // the walk has long stopped examining entries.
     for d in 0..3 {
@@ -900,39 +803,45 @@ fn where_every_entry_differs_owners_change_unexamined_and_symlinks_are_still_not
 
 #[test]
 fn a_file_mounted_into_a_large_directory_is_left_alone() {
-    let test = "a_file_mounted_into_a_large_directory_is_left_alone";
-    if needs_root(test, "a bind mount in a private mount namespace") {
-        return;
-    }
     // As a ConfigMap key mounted with subPath: a file among many that all need a new owner,
     // which the walk would otherwise change without examining it.
-    let (_temp, root) = tree(1, 200);
+    let Some((_temp, root)) = root_only_tree("a bind mount in a private mount namespace", 1, 200)
+    else {
+        return;
+    };
     let source = scratch();
     let mounted_from = source.path().join("config.yaml");
     fs::write(&mounted_from, "x").unwrap();
     let mount_point = root.join("d000/zz-config.yaml");
     fs::write(&mount_point, "").unwrap();
-    let result = in_a_private_mount_namespace(&format!(
-        "set -e; mount --bind {} {}; {} --log-format json fix-perms --owner {APP} {}",
-        mounted_from.display(),
-        mount_point.display(),
-        env!("CARGO_BIN_EXE_initbox"),
-        root.display(),
-    ));
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains("on another filesystem, left alone"),
-        "{}",
-        result.stderr
+    let result = with_a_mount(
+        &format!(
+            "mount --bind {} {}",
+            mounted_from.display(),
+            mount_point.display()
+        ),
+        &format!("--log-format json fix-perms --owner {APP}"),
+        &root,
+        ":",
     );
+    result.expect_stderr("on another filesystem, left alone");
     assert!(summary(&result.stderr)["unexamined"].as_u64().unwrap() == 0);
     assert_eq!(owner(&mounted_from), (0, 0));
     assert_eq!(owner(&root.join("d000/f199")), (1000, 1000));
 }
 
-/// Runs a shell script in a mount namespace of its own, so its mounts go when it ends.
-fn in_a_private_mount_namespace(script: &str) -> crate::support::Run {
+/// Runs the shell commands `mount`, then `initbox ARGS ROOT`, then `then` (which may read what
+/// only the mount shows) in a mount namespace of its own, so its mounts go when it ends; each
+/// must succeed.
+fn with_a_mount(mount: &str, args: &str, root: &Path, then: &str) -> Run {
+    let script = format!(
+        "set -e; {mount}; {} {args} {}; {then}",
+        env!("CARGO_BIN_EXE_initbox"),
+        root.display()
+    );
     let mut unshare = Command::new("unshare");
-    unshare.args(["-m", "--propagation", "private", "sh", "-c", script]);
-    run(unshare.env("INITBOX_TERMINATION_LOG", ""))
+    unshare.args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let result = run(unshare.env("INITBOX_TERMINATION_LOG", ""));
+    result.expect_code(0);
+    result
 }

@@ -5,10 +5,10 @@
 //! must agree; where GNU envsubst defines it (--only, its SHELL-FORMAT), it must agree too.
 //! Cells marked `Ours` are where initbox differs on purpose (see the README's table).
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::support::feed::output_with_input;
 use crate::support::{Run, initbox, require_program, run};
 
 /// The only variables the renderers see. U and V are unset; E is set and empty; D holds
@@ -35,6 +35,7 @@ enum Cell {
 
 use Cell::*;
 
+/// The modes, in the order of the table's columns.
 #[derive(Debug, Clone, Copy)]
 enum Mode {
     Strict,
@@ -188,29 +189,27 @@ const CASES: &[(&str, [Cell; 4])] = &[
     ("${A:=x", [ShFails, ShFails, ShFails, ShFails]),
 ];
 
-#[test]
-fn strict_mode_matches_the_table() {
-    check(Mode::Strict, 0);
+/// One test per mode, each checking that mode's column of the table.
+macro_rules! column_tests {
+    ($($test:ident: $mode:ident,)*) => {$(
+        #[test]
+        fn $test() {
+            check(Mode::$mode);
+        }
+    )*};
 }
 
-#[test]
-fn allow_unset_matches_the_table() {
-    check(Mode::AllowUnset, 1);
-}
-
-#[test]
-fn bare_vars_match_the_table() {
-    check(Mode::BareVars, 2);
-}
-
-#[test]
-fn only_matches_the_table() {
-    check(Mode::Only, 3);
+column_tests! {
+    strict_mode_matches_the_table: Strict,
+    allow_unset_matches_the_table: AllowUnset,
+    bare_vars_match_the_table: BareVars,
+    only_matches_the_table: Only,
 }
 
 /// Renders every case in `mode` with initbox and, where the table says so, with dash or GNU
 /// envsubst; collects every disagreement into one failure.
-fn check(mode: Mode, column: usize) {
+fn check(mode: Mode) {
+    let column = mode as usize;
     require_program("/usr/bin/dash", "dash");
     require_program("/usr/bin/envsubst", "gettext-base");
     let dir = tempfile::tempdir().unwrap();
@@ -296,22 +295,12 @@ fn gnu_envsubst(source: &str) -> Option<String> {
 /// The standard output of `command` run with only [`ENV`] (and a PATH, for dash's `cat`) and
 /// `input` on its standard input, or None when it fails.
 fn output(command: &mut Command, input: &str) -> Option<String> {
-    let mut child = command
+    command
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .envs(ENV.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+        .stderr(Stdio::null());
+    let output = output_with_input(command, input.as_bytes());
     output
         .status
         .success()

@@ -3,10 +3,11 @@
 //! volume layouts, and outputs that are written whole or not at all, with their mode and owner.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Run, initbox, is_root, run};
+use crate::support::feed::output_with_input;
+use crate::support::{Run, dir_names as names, initbox, is_root, run};
 
 const SECRET: &str = "hunter2-very-secret";
 
@@ -24,6 +25,29 @@ fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap()
 }
 
+/// Writes `content` as `dir/name`; its path.
+fn write_template(dir: &Path, name: &str, content: &str) -> String {
+    std::fs::write(dir.join(name), content).unwrap();
+    path(dir, name)
+}
+
+/// A fresh directory holding one template, `name`; the directory and the template's path.
+fn one_template(name: &str, content: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let template = write_template(dir.path(), name, content);
+    (dir, template)
+}
+
+/// An output file that already holds `previous`, as a failed run must leave it; its path.
+fn previous(dir: &Path, name: &str) -> String {
+    write_template(dir, name, "previous\n")
+}
+
+/// The mode bits of a file.
+fn mode(path: impl AsRef<Path>) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
 /// Lays `files` out as the kubelet mounts a ConfigMap or Secret volume: the files in a
 /// timestamped directory, `..data` linking to it, and one link per key through `..data`.
 fn volume(dir: &Path, files: &[(&str, &str)]) {
@@ -38,34 +62,31 @@ fn volume(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// `files` as templates in a fresh directory, an empty output directory beside it, and the
-/// command that renders the one into the other.
-fn render_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, Command, std::path::PathBuf) {
+/// A fresh directory holding an empty `templates` directory and an empty `out` directory.
+fn templates_and_out() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let root = tempfile::tempdir().unwrap();
-    let templates = root.path().join("templates");
-    let out = root.path().join("out");
+    let (templates, out) = (root.path().join("templates"), root.path().join("out"));
     std::fs::create_dir(&templates).unwrap();
     std::fs::create_dir(&out).unwrap();
-    for (name, content) in files {
-        std::fs::write(templates.join(name), content).unwrap();
-    }
-    let command = render(&[
-        "--dir",
-        templates.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    (root, command, out)
+    (root, templates, out)
 }
 
-/// The names in `dir`, sorted: a failed run must leave no temp file behind.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// The command that renders every template in `templates` into `out`, with `args`.
+fn render_into(templates: &Path, out: &Path, args: &[&str]) -> Command {
+    let (templates, out) = (templates.to_str().unwrap(), out.to_str().unwrap());
+    let mut command = render(&["--dir", templates, "--out", out]);
+    command.args(args);
+    command
+}
+
+/// `files` as templates in a fresh directory, an empty output directory beside it, and the
+/// command that renders the one into the other.
+fn render_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, Command, PathBuf) {
+    let (root, templates, out) = templates_and_out();
+    for (name, content) in files {
+        write_template(&templates, name, content);
+    }
+    (root, render_into(&templates, &out, &[]), out)
 }
 
 /// A failure: the exit code, exactly one line on stderr, and no secret anywhere in it.
@@ -79,10 +100,15 @@ fn expect_failure(result: &Run, code: i32) -> String {
     lines[0].to_string()
 }
 
+/// [`expect_failure`], its one line naming `text`.
+fn expect_failure_naming(result: &Run, code: i32, text: &str) {
+    let line = expect_failure(result, code);
+    assert!(line.contains(text), "expected {text:?} in: {line}");
+}
+
 #[test]
 fn every_expansion_form_has_its_posix_meaning() {
-    let dir = tempfile::tempdir().unwrap();
-    let template = "\
+    let source = "\
 plain=${RC_HOST}
 empty=[${RC_EMPTY}]
 colon_dash=${RC_EMPTY:-fallback} ${RC_UNSET:-fallback} ${RC_HOST:-fallback}
@@ -94,15 +120,12 @@ plus=[${RC_EMPTY+on}] [${RC_UNSET+on}]
 nested=${RC_UNSET:-http://${RC_HOST}:${RC_PORT:-5432}/}
 dollar=$$5 $${RC_HOST}
 ";
-    std::fs::write(dir.path().join("app.conf.tmpl"), template).unwrap();
-    let result = run(render(&[
-        &path(dir.path(), "app.conf.tmpl"),
-        &path(dir.path(), "app.conf"),
-    ])
-    .env("RC_HOST", "db.local")
-    .env("RC_EMPTY", "")
-    .env_remove("RC_UNSET")
-    .env_remove("RC_PORT"));
+    let (dir, template) = one_template("app.conf.tmpl", source);
+    let result = run(render(&[&template, &path(dir.path(), "app.conf")])
+        .env("RC_HOST", "db.local")
+        .env("RC_EMPTY", "")
+        .env_remove("RC_UNSET")
+        .env_remove("RC_PORT"));
     result.expect_code(0);
     assert_eq!(
         read(dir.path(), "app.conf"),
@@ -124,17 +147,12 @@ dollar=$5 ${RC_HOST}
         "{}",
         result.stderr
     );
-    let mode = std::fs::metadata(dir.path().join("app.conf"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o7777, 0o644);
+    assert_eq!(mode(dir.path().join("app.conf")), 0o644);
 }
 
 #[test]
 fn nginx_variables_are_kept_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let template = "\
+    let source = "\
 server {
     listen ${RC_PORT};
     location / {
@@ -144,40 +162,33 @@ server {
     }
 }
 ";
-    std::fs::write(dir.path().join("nginx.conf.tmpl"), template).unwrap();
-    let result = run(render(&[&path(dir.path(), "nginx.conf.tmpl"), "-"]).env("RC_PORT", "8080"));
+    let (_dir, template) = one_template("nginx.conf.tmpl", source);
+    let result = run(render(&[&template, "-"]).env("RC_PORT", "8080"));
     result.expect_code(0);
-    assert_eq!(result.stdout, template.replace("${RC_PORT}", "8080"));
+    assert_eq!(result.stdout, source.replace("${RC_PORT}", "8080"));
 }
 
 #[test]
 fn every_undefined_variable_is_listed_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("app.tmpl"),
+    let (dir, template) = one_template(
+        "app.tmpl",
         "password=${RC_SECRET}\nhost=${RC_DB_HOST}\nkey=${RC_API_KEY:?mount the api-key Secret}\nagain=${RC_DB_HOST}\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("app.conf"), "previous\n").unwrap();
+    );
+    let dest = previous(dir.path(), "app.conf");
     let termination = dir.path().join("termination-log");
     let result = run(initbox()
         .arg("--termination-log")
         .arg(&termination)
-        .args([
-            "render-config",
-            &path(dir.path(), "app.tmpl"),
-            &path(dir.path(), "app.conf"),
-        ])
+        .args(["render-config", &template, &dest])
         .env("RC_SECRET", SECRET)
         .env_remove("RC_DB_HOST")
         .env_remove("RC_API_KEY"));
-    let line = expect_failure(&result, 2);
-    let template = path(dir.path(), "app.tmpl");
-    assert!(
-        line.contains(&format!(
+    expect_failure_naming(
+        &result,
+        2,
+        &format!(
             "undefined variables: RC_DB_HOST ({template}:2:6), RC_API_KEY ({template}:3:5: mount the api-key Secret); nothing written"
-        )),
-        "{line}"
+        ),
     );
     assert_eq!(read(dir.path(), "app.conf"), "previous\n");
     assert_eq!(
@@ -201,11 +212,7 @@ fn template_syntax_errors_name_the_line_and_column() {
     ] {
         std::fs::write(&template, source).unwrap();
         let result = run(&mut render(&[&template, &path(dir.path(), "out")]));
-        let line = expect_failure(&result, 2);
-        assert!(
-            line.contains(&format!("{template}{expected}")),
-            "{source:?}: {line}"
-        );
+        expect_failure_naming(&result, 2, &format!("{template}{expected}"));
         assert!(!dir.path().join("out").exists());
     }
 }
@@ -233,13 +240,10 @@ fn every_malformed_expression_of_every_template_is_on_the_one_line() {
 
 #[test]
 fn compatibility_switches_come_from_flags_or_the_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let template = path(dir.path(), "nginx.conf.tmpl");
-    std::fs::write(
-        &template,
+    let (_dir, template) = one_template(
+        "nginx.conf.tmpl",
         "listen $RC_PORT;\nproxy_set_header Host $host;\nroot ${RC_ROOT:=/srv} ${RC_ROOT};\n",
-    )
-    .unwrap();
+    );
     // Strict by default: the bare names are text.
     let result = run(render(&[&template, "-"]).env("RC_PORT", "80"));
     result.expect_code(0);
@@ -249,8 +253,7 @@ fn compatibility_switches_come_from_flags_or_the_environment() {
     );
     // --bare-vars: $host is a variable too, and an undefined one.
     let result = run(render(&["--bare-vars", &template, "-"]).env("RC_PORT", "80"));
-    let line = expect_failure(&result, 2);
-    assert!(line.contains("undefined variables: host ("), "{line}");
+    expect_failure_naming(&result, 2, "undefined variables: host (");
     // ... unless unset variables are allowed, as GNU envsubst does (and wipes $host); --only
     // is what GNU envsubst '$RC_PORT' does, keeping $host. Flags and variables alike.
     let wiped = "listen 80;\nproxy_set_header Host ;\nroot /srv /srv;\n";
@@ -285,8 +288,7 @@ fn compatibility_switches_come_from_flags_or_the_environment() {
         ),
     ] {
         let result = run(render(&[&template, "-"]).env(variable, value));
-        let line = expect_failure(&result, 2);
-        assert!(line.contains(named), "{variable}={value}: {line}");
+        expect_failure_naming(&result, 2, named);
     }
     let result = run(&mut render(&[
         "--engine",
@@ -295,11 +297,7 @@ fn compatibility_switches_come_from_flags_or_the_environment() {
         &template,
         "-",
     ]));
-    let line = expect_failure(&result, 2);
-    assert!(
-        line.contains("--allow-unset applies to --engine envsubst"),
-        "{line}"
-    );
+    expect_failure_naming(&result, 2, "--allow-unset applies to --engine envsubst");
 }
 
 #[test]
@@ -316,9 +314,7 @@ fn an_assignment_stays_in_its_own_template() {
 
 #[test]
 fn a_brace_in_a_default_is_rendered_as_posix_says_with_a_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let template = path(dir.path(), "app.json.tmpl");
-    std::fs::write(&template, "{\"opts\": ${RC_OPTS:-{\"k\":1}}}\n").unwrap();
+    let (_dir, template) = one_template("app.json.tmpl", "{\"opts\": ${RC_OPTS:-{\"k\":1}}}\n");
     let result = run(render(&[&template, "-"]).env_remove("RC_OPTS"));
     result.expect_code(0);
     assert_eq!(result.stdout, "{\"opts\": {\"k\":1}}\n");
@@ -362,37 +358,20 @@ app:
 ",
         secrets.join("password").display()
     );
-    std::fs::write(dir.path().join("app.yaml"), template).unwrap();
-    let result = run(render(&[
-        "--engine",
-        "jinja",
-        "--validate",
-        "yaml",
-        &path(dir.path(), "app.yaml"),
-        &path(dir.path(), "out.yaml"),
-    ])
-    .env("RC_NAME", "yes: no")
-    .env("RC_PEERS", "a,b")
-    .env_remove("RC_TLS")
-    .env_remove("RC_PORT"));
+    let template = write_template(dir.path(), "app.yaml", &template);
+    let out = path(dir.path(), "out.yaml");
+    let result = run(
+        render(&["--engine", "jinja", "--validate", "yaml", &template, &out])
+            .env("RC_NAME", "yes: no")
+            .env("RC_PEERS", "a,b")
+            .env_remove("RC_TLS")
+            .env_remove("RC_PORT"),
+    );
     result.expect_code(0);
     let auth = {
         // base64 of "app:" + SECRET, computed independently of the code under test.
-        let output = Command::new("base64")
-            .arg("-w0")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(format!("app:{SECRET}").as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
+        let input = format!("app:{SECRET}");
+        let output = output_with_input(Command::new("base64").arg("-w0"), input.as_bytes());
         String::from_utf8(output.stdout).unwrap()
     };
     assert_eq!(
@@ -414,48 +393,30 @@ app:
 
 #[test]
 fn jinja_is_strict_about_undefined_variables() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("app.j2"),
+    let (dir, template) = one_template(
+        "app.j2",
         "user={{ env.RC_USER }}\n{% if env.RC_DEBUG %}debug{% endif %}\nhost={{ env.RC_HOST }}\nsecret={{ env.RC_SECRET }}\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("app.conf"), "previous\n").unwrap();
-    let result = run(render(&[
-        "--engine",
-        "jinja",
-        &path(dir.path(), "app.j2"),
-        &path(dir.path(), "app.conf"),
-    ])
-    .env("RC_USER", "app")
-    .env("RC_SECRET", SECRET)
-    .env_remove("RC_DEBUG")
-    .env_remove("RC_HOST"));
-    let line = expect_failure(&result, 2);
-    let template = path(dir.path(), "app.j2");
-    assert!(
-        line.contains(&format!(
+    );
+    let dest = previous(dir.path(), "app.conf");
+    let result = run(render(&["--engine", "jinja", &template, &dest])
+        .env("RC_USER", "app")
+        .env("RC_SECRET", SECRET)
+        .env_remove("RC_DEBUG")
+        .env_remove("RC_HOST"));
+    expect_failure_naming(
+        &result,
+        2,
+        &format!(
             "{template}:2:7: undefined value: `env.RC_DEBUG` is undefined (undefined under env: RC_DEBUG, RC_HOST); nothing written"
-        )),
-        "{line}"
+        ),
     );
     assert_eq!(read(dir.path(), "app.conf"), "previous\n");
     assert_eq!(names(dir.path()), ["app.conf", "app.j2"]);
 
     // file() on a file that is not there names the path.
-    std::fs::write(
-        dir.path().join("file.j2"),
-        "{{ file(\"/nonexistent/secret\") }}",
-    )
-    .unwrap();
-    let result = run(&mut render(&[
-        "--engine",
-        "jinja",
-        &path(dir.path(), "file.j2"),
-        "-",
-    ]));
-    let line = expect_failure(&result, 2);
-    assert!(line.contains("/nonexistent/secret"), "{line}");
+    let template = write_template(dir.path(), "file.j2", "{{ file(\"/nonexistent/secret\") }}");
+    let result = run(&mut render(&["--engine", "jinja", &template, "-"]));
+    expect_failure_naming(&result, 2, "/nonexistent/secret");
 }
 
 #[test]
@@ -482,19 +443,13 @@ fn malformed_output_is_refused_with_the_parsers_line_and_column() {
         ),
     ];
     for (format, name, template, reason) in cases {
-        let template_path = path(dir.path(), &format!("{name}.tmpl"));
-        std::fs::write(&template_path, template).unwrap();
-        let dest = path(dir.path(), name);
-        std::fs::write(&dest, "previous\n").unwrap();
+        let template_path = write_template(dir.path(), &format!("{name}.tmpl"), template);
+        let dest = previous(dir.path(), name);
         for validate in [format, "auto"] {
             let result =
                 run(render(&["--validate", validate, &template_path, &dest])
                     .env("RC_SECRET", SECRET));
-            let line = expect_failure(&result, 1);
-            assert!(
-                line.contains(&format!("{dest}: {reason}; nothing written")),
-                "{validate}: {line}"
-            );
+            expect_failure_naming(&result, 1, &format!("{dest}: {reason}; nothing written"));
             assert_eq!(std::fs::read_to_string(&dest).unwrap(), "previous\n");
         }
     }
@@ -510,31 +465,20 @@ fn malformed_output_is_refused_with_the_parsers_line_and_column() {
         ]
     );
     // The same output, quoted properly, passes.
-    let fixed = path(dir.path(), "fixed.json");
-    std::fs::write(
-        dir.path().join("fixed.tmpl"),
+    let fixed = write_template(
+        dir.path(),
+        "fixed.tmpl",
         "{\"password\": \"${RC_SECRET}\"}\n",
-    )
-    .unwrap();
-    run(render(&[
-        "--validate",
-        "auto",
-        &path(dir.path(), "fixed.tmpl"),
-        &fixed,
-    ])
-    .env("RC_SECRET", SECRET))
-    .expect_code(0);
+    );
+    let dest = path(dir.path(), "fixed.json");
+    run(render(&["--validate", "auto", &fixed, &dest]).env("RC_SECRET", SECRET)).expect_code(0);
 }
 
 #[test]
 fn a_configmap_of_templates_renders_into_an_output_directory() {
-    let root = tempfile::tempdir().unwrap();
-    let templates = root.path().join("templates");
+    let (root, templates, out) = templates_and_out();
     let secret = root.path().join("secret");
-    let out = root.path().join("out");
-    for dir in [&templates, &secret, &out] {
-        std::fs::create_dir(dir).unwrap();
-    }
+    std::fs::create_dir(&secret).unwrap();
     volume(
         &templates,
         &[
@@ -555,22 +499,13 @@ fn a_configmap_of_templates_renders_into_an_output_directory() {
             ("db-password", &format!("{SECRET}\n")),
         ],
     );
-    let result = run(render(&[
-        "--dir",
-        templates.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--values-dir",
-        secret.to_str().unwrap(),
-        "--validate",
-        "auto",
-        "--mode",
-        "0640",
-    ])
-    .env("APP_HOST", "app.svc")
-    .env_remove("APP_PORT")
-    // The Secret's value wins over the environment's.
-    .env("db_user", "from-env"));
+    let values = ["--values-dir", secret.to_str().unwrap()];
+    let flags = [&values[..], &["--validate", "auto", "--mode", "0640"]].concat();
+    let result = run(render_into(&templates, &out, &flags)
+        .env("APP_HOST", "app.svc")
+        .env_remove("APP_PORT")
+        // The Secret's value wins over the environment's.
+        .env("db_user", "from-env"));
     result.expect_code(0);
     assert!(!result.stderr.contains(SECRET), "{}", result.stderr);
     assert_eq!(names(&out), ["app.json", "nginx.conf"]);
@@ -583,19 +518,15 @@ fn a_configmap_of_templates_renders_into_an_output_directory() {
         format!("{{\"user\": \"app\", \"password\": \"{SECRET}\"}}\n")
     );
     for name in ["app.json", "nginx.conf"] {
+        assert_eq!(mode(out.join(name)), 0o640, "{name}");
         let meta = std::fs::metadata(out.join(name)).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "{name}");
         assert!(meta.file_type().is_file(), "{name}");
     }
 }
 
 #[test]
 fn one_bad_template_in_a_directory_means_nothing_is_written() {
-    let root = tempfile::tempdir().unwrap();
-    let templates = root.path().join("templates");
-    let out = root.path().join("out");
-    std::fs::create_dir(&templates).unwrap();
-    std::fs::create_dir(&out).unwrap();
+    let (_root, templates, out) = templates_and_out();
     volume(
         &templates,
         &[
@@ -605,45 +536,37 @@ fn one_bad_template_in_a_directory_means_nothing_is_written() {
         ],
     );
     std::fs::write(out.join("a.conf"), "old a\n").unwrap();
-    let args = [
-        "--dir",
-        templates.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--validate",
-        "auto",
-    ];
+    // RC_A set, RC_B as given, and the RC_MISSING_* pair set or not.
+    let render_with = |b: &str, missing: &[&str]| {
+        let mut command = render_into(&templates, &out, &["--validate", "auto"]);
+        command.env("RC_A", "1").env("RC_B", b);
+        for (name, value) in ["RC_MISSING_1", "RC_MISSING_2"].iter().zip(missing) {
+            command.env(name, value);
+        }
+        run(&mut command)
+    };
+    let nothing_written = || {
+        assert_eq!(names(&out), ["a.conf"]);
+        assert_eq!(read(&out, "a.conf"), "old a\n");
+    };
     // Undefined variables in one template: exit 2, nothing written.
-    let result = run(render(&args).env("RC_A", "1").env("RC_B", "2"));
-    let line = expect_failure(&result, 2);
-    assert!(
-        line.contains("undefined variables: RC_MISSING_1 (c.conf:1:3), RC_MISSING_2 (c.conf:1:19)"),
-        "{line}"
+    expect_failure_naming(
+        &render_with("2", &[]),
+        2,
+        "undefined variables: RC_MISSING_1 (c.conf:1:3), RC_MISSING_2 (c.conf:1:19)",
     );
-    assert_eq!(names(&out), ["a.conf"]);
-    assert_eq!(read(&out, "a.conf"), "old a\n");
+    nothing_written();
 
     // Invalid output in one file: exit 1, nothing written.
-    let result = run(render(&args)
-        .env("RC_A", "1")
-        .env("RC_B", SECRET)
-        .env("RC_MISSING_1", "x")
-        .env("RC_MISSING_2", "y"));
-    let line = expect_failure(&result, 1);
-    assert!(
-        line.contains("b.json: invalid json at line 1, column 7: expected value"),
-        "{line}"
+    expect_failure_naming(
+        &render_with(SECRET, &["x", "y"]),
+        1,
+        "b.json: invalid json at line 1, column 7: expected value",
     );
-    assert_eq!(names(&out), ["a.conf"]);
-    assert_eq!(read(&out, "a.conf"), "old a\n");
+    nothing_written();
 
     // All good: every file is written.
-    let result = run(render(&args)
-        .env("RC_A", "1")
-        .env("RC_B", "2")
-        .env("RC_MISSING_1", "x")
-        .env("RC_MISSING_2", "y"));
-    result.expect_code(0);
+    render_with("2", &["x", "y"]).expect_code(0);
     assert_eq!(names(&out), ["a.conf", "b.json", "c.conf"]);
     assert_eq!(read(&out, "a.conf"), "a=1\n");
     assert_eq!(read(&out, "b.json"), "{\"b\": 2}\n");
@@ -651,37 +574,25 @@ fn one_bad_template_in_a_directory_means_nothing_is_written() {
 
 #[test]
 fn mode_and_owner_are_applied() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("t"), "x=${RC_X}\n").unwrap();
+    let (dir, template) = one_template("t", "x=${RC_X}\n");
     let dest = path(dir.path(), "secret.conf");
-    run(render(&["--mode", "0400", &path(dir.path(), "t"), &dest]).env("RC_X", "1")).expect_code(0);
-    let meta = std::fs::metadata(&dest).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o7777, 0o400);
+    run(render(&["--mode", "0400", &template, &dest]).env("RC_X", "1")).expect_code(0);
+    assert_eq!(mode(&dest), 0o400);
     if !is_root() {
         eprintln!("skipping the --owner part: needs root");
         return;
     }
-    run(render(&[
-        "--owner",
-        "1234:5678",
-        "--mode",
-        "0440",
-        &path(dir.path(), "t"),
-        &dest,
-    ])
-    .env("RC_X", "2"))
-    .expect_code(0);
+    let owner = ["--owner", "1234:5678", "--mode", "0440"];
+    run(render(&[&owner[..], &[&template, &dest]].concat()).env("RC_X", "2")).expect_code(0);
     let meta = std::fs::metadata(&dest).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
-    assert_eq!(meta.permissions().mode() & 0o7777, 0o440);
+    assert_eq!(mode(&dest), 0o440);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "x=2\n");
 }
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let template = path(dir.path(), "t");
-    std::fs::write(&template, "x\n").unwrap();
+    let (dir, template) = one_template("t", "x\n");
     let cases: &[(&[&str], &str)] = &[
         (&["render-config"], "<TEMPLATE|--dir"),
         (&["render-config", &template], "<DEST>"),
@@ -741,8 +652,6 @@ fn bad_arguments_are_usage_errors() {
         ),
     ];
     for (args, named) in cases {
-        let result = run(initbox().args(*args));
-        let line = expect_failure(&result, 2);
-        assert!(line.contains(named), "{args:?}: {line}");
+        expect_failure_naming(&run(initbox().args(*args)), 2, named);
     }
 }

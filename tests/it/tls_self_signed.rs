@@ -35,6 +35,23 @@ fn refused(result: &Run) -> String {
     result.stderr_lines().last().unwrap().to_string()
 }
 
+/// Asserts that a run did not get ready, its final line naming `reason`.
+fn refused_for(result: &Run, reason: &str) {
+    let line = refused(result);
+    assert!(line.contains(reason), "expected {reason:?} in: {line}");
+}
+
+/// Asserts that wait-pg with `root` as its trust anchor refuses `pg` under both verifying
+/// sslmodes, naming `reason`.
+fn pg_refused_by_verify_ca_and_verify_full(pg: &Postgres, root: &CertFiles, reason: &str) {
+    for sslmode in ["verify-ca", "verify-full"] {
+        refused_for(
+            &wait_pg(&pg_url(pg, "localhost", sslmode, root), "1s"),
+            reason,
+        );
+    }
+}
+
 #[test]
 fn postgres_docs_recipe_works_with_verify_ca_and_verify_full() {
     let recipe = certs::postgres_docs_recipe();
@@ -75,20 +92,14 @@ fn postgres_docs_recipe_works_with_verify_ca_and_verify_full() {
 
     // Another certificate made the same way is not this server's.
     let other = certs::postgres_docs_recipe();
-    for sslmode in ["verify-ca", "verify-full"] {
-        let line = refused(&wait_pg(&pg_url(&pg, "localhost", sslmode, &other), "1s"));
-        assert!(line.contains("UnknownIssuer"), "{line}");
-    }
+    pg_refused_by_verify_ca_and_verify_full(&pg, &other, "UnknownIssuer");
 }
 
 #[test]
 fn postgres_with_an_expired_certificate_is_refused_as_expired() {
     let expired = certs::expired();
     let pg = postgres_with(&expired);
-    for sslmode in ["verify-ca", "verify-full"] {
-        let line = refused(&wait_pg(&pg_url(&pg, "localhost", sslmode, &expired), "1s"));
-        assert!(line.contains("certificate expired"), "{line}");
-    }
+    pg_refused_by_verify_ca_and_verify_full(&pg, &expired, "certificate expired");
 }
 
 #[test]
@@ -109,8 +120,10 @@ fn redis_over_tls_with_the_recipe_certificate() {
     };
     wait_redis(recipe.cert.to_str().unwrap(), "10s").expect_code(0);
     let other = certs::postgres_docs_recipe();
-    let line = refused(&wait_redis(other.cert.to_str().unwrap(), "1s"));
-    assert!(line.contains("UnknownIssuer"), "{line}");
+    refused_for(
+        &wait_redis(other.cert.to_str().unwrap(), "1s"),
+        "UnknownIssuer",
+    );
 }
 
 #[test]
@@ -123,18 +136,17 @@ fn https_with_the_recipe_certificate_and_with_an_expired_one() {
         run(initbox().args(["--timeout", timeout, "wait-http", "--cacert", ca, url]))
     };
     wait_http(&cacert, &server.url("localhost"), "10s").expect_code(0);
-    let line = refused(&wait_http(&cacert, &server.url("127.0.0.1"), "1s"));
-    assert!(line.contains("not valid for name"), "{line}");
-    let line = refused(&wait_http(
-        other.cert.to_str().unwrap(),
-        &server.url("localhost"),
-        "1s",
-    ));
-    assert!(line.contains("UnknownIssuer"), "{line}");
+    let by_name = wait_http(&cacert, &server.url("127.0.0.1"), "1s");
+    refused_for(&by_name, "not valid for name");
+    let other_ca = other.cert.to_str().unwrap();
+    refused_for(
+        &wait_http(other_ca, &server.url("localhost"), "1s"),
+        "UnknownIssuer",
+    );
 
     let expired = certs::expired();
     let cacert = expired.cert.to_str().unwrap().to_string();
     let server = TlsServer::start_with_cert(expired.dir, expired.cert, expired.key);
-    let line = refused(&wait_http(&cacert, &server.url("localhost"), "1s"));
-    assert!(line.contains("certificate expired"), "{line}");
+    let expired_run = wait_http(&cacert, &server.url("localhost"), "1s");
+    refused_for(&expired_run, "certificate expired");
 }

@@ -6,7 +6,9 @@
 
 pub mod certs;
 pub mod dnsmasq;
+pub mod expect;
 pub mod faults;
+pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod kube;
