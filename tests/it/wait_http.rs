@@ -198,13 +198,19 @@ fn get_is_the_default_method_and_names_initbox() {
     assert!(agent.starts_with("initbox/"), "{agent}");
 }
 
-#[test]
-fn a_slow_endpoint_ends_each_attempt_at_the_attempt_timeout() {
+/// With -v, a wait of 2 s on an endpoint that answers after 3 s, each attempt cut at 300 ms.
+fn wait_on_a_slow_endpoint() -> (HttpServer, Run) {
     let server = HttpServer::start(|_| Response::ok("late").after(Duration::from_secs(3)));
     let result = wait_http(
         &["-v", "--timeout", "2s", "--attempt-timeout", "300ms"],
         &[&server.url("/slow")],
     );
+    (server, result)
+}
+
+#[test]
+fn a_slow_endpoint_ends_each_attempt_at_the_attempt_timeout() {
+    let (server, result) = wait_on_a_slow_endpoint();
     result.expect_code(124);
     let timeouts = result
         .stderr
@@ -230,11 +236,7 @@ fn a_slow_endpoint_ends_each_attempt_at_the_attempt_timeout() {
 
 #[test]
 fn every_timed_out_attempt_gives_the_same_reason() {
-    let server = HttpServer::start(|_| Response::ok("late").after(Duration::from_secs(3)));
-    let result = wait_http(
-        &["-v", "--timeout", "2s", "--attempt-timeout", "300ms"],
-        &[&server.url("/slow")],
-    );
+    let (_server, result) = wait_on_a_slow_endpoint();
     result.expect_code(124);
     let reasons: std::collections::BTreeSet<_> = result
         .stderr

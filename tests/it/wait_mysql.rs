@@ -5,7 +5,13 @@ use std::time::Duration;
 
 use crate::support::mariadb::{APP_DB, APP_PASSWORD, APP_USER, MariaDb};
 use crate::support::waiting::{Ended, run_changed_after, within};
-use crate::support::{free_port, run, skip_unless_root};
+use crate::support::{Run, free_port, run, skip_unless_root};
+
+/// `initbox wait URI` with `sql` run on the server a second in: what the wait was waiting for.
+fn wait_until_sql(server: &MariaDb, uri: &str, sql: &str) -> Run {
+    let waiting = &mut within("30s", &["wait", uri]);
+    run_changed_after(waiting, Duration::from_millis(1000), || server.sql(sql))
+}
 
 #[test]
 fn waits_for_a_server_that_is_still_starting() {
@@ -68,19 +74,13 @@ fn a_database_created_late_and_fail_fast() {
     server.sql(&format!("GRANT ALL ON later.* TO '{APP_USER}'@'%';"));
     let url = server.url(APP_USER, APP_PASSWORD, "later");
 
-    run(&mut within(
-        "30s",
-        &["wait-mysql", "--fail-fast", "--url", &url],
-    ))
-    .expect_failed_at_once("ERROR 1049 (42000): Unknown database 'later'");
+    let fast = ["wait-mysql", "--fail-fast", "--url", &url];
+    run(&mut within("30s", &fast))
+        .expect_failed_at_once("ERROR 1049 (42000): Unknown database 'later'");
 
-    run_changed_after(
-        &mut within("30s", &["wait", &url]),
-        Duration::from_millis(1000),
-        || server.sql("CREATE DATABASE later;"),
-    )
-    .expect_code(0)
-    .expect_logged("ERROR 1049");
+    wait_until_sql(&server, &url, "CREATE DATABASE later;")
+        .expect_code(0)
+        .expect_logged("ERROR 1049");
 }
 
 #[test]
@@ -94,13 +94,10 @@ fn read_write_waits_while_the_server_is_read_only() {
     // Without read_write, a read-only server is ready.
     run(&mut within("20s", &["wait-mysql", "--url", &url])).expect_code(0);
 
-    run_changed_after(
-        &mut within("30s", &["wait", &format!("{url}?read_write")]),
-        Duration::from_millis(1000),
-        || server.sql("SET GLOBAL read_only = OFF;"),
-    )
-    .expect_code(0)
-    .expect_logged("not ready: the server is read-only (read_only is ON)");
+    let read_write = format!("{url}?read_write");
+    wait_until_sql(&server, &read_write, "SET GLOBAL read_only = OFF;")
+        .expect_code(0)
+        .expect_logged("not ready: the server is read-only (read_only is ON)");
 }
 
 #[test]
