@@ -55,13 +55,10 @@ fn resolves_each_record_type() {
 #[test]
 fn a_missing_record_type_is_waited_for_and_named() {
     let dns = Dnsmasq::start();
-    run(&mut wait_dns(
-        &dns,
-        "500ms",
-        &["--type", "SRV", "nothing.test"],
-    ))
-    .expect_code(124)
-    .expect_logged("nothing.test (no such name (NXDOMAIN))");
+    let srv = ["--type", "SRV", "nothing.test"];
+    run(&mut wait_dns(&dns, "500ms", &srv))
+        .expect_code(124)
+        .expect_logged("nothing.test (no such name (NXDOMAIN))");
 }
 
 #[test]
