@@ -101,10 +101,8 @@ fn a_port_that_is_not_grpc_is_named_as_such() {
             let _ = connection.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
         }
     });
-    let result = run(&mut within(
-        "1s",
-        &["wait", &format!("grpc://127.0.0.1:{port}")],
-    ));
+    let uri = format!("grpc://127.0.0.1:{port}");
+    let result = run(&mut within("1s", &["wait", &uri]));
     result.expect_code(124);
     answer.join().unwrap();
     result.expect_logged("(is this a gRPC port?)");
