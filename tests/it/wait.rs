@@ -84,10 +84,12 @@ fn uris_come_from_initbox_wait_and_a_file_written_late_is_seen() {
         tcp.local_addr().unwrap(),
         flag.display()
     );
+    // Written empty first, then with something in it half a second later: attempts every 100 ms
+    // at most, so that one falls in that half second (the default backoff may step over it).
+    let often = ["--max-interval", "100ms"];
     let exec = ["wait", "--", "sh", "-c", "echo started"];
-    // Written empty first, then with something in it.
     let result = run_changed_after(
-        within("20s", &exec).env("INITBOX_WAIT", &list),
+        within("20s", &often).args(exec).env("INITBOX_WAIT", &list),
         Duration::from_millis(500),
         || {
             std::fs::write(&flag, "").unwrap();
