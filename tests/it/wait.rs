@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::support::grpc::GrpcServer;
 use crate::support::http::{HttpServer, Response};
 use crate::support::redis::Redis;
-use crate::support::{finish, free_port, initbox, run, spawn};
+use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::{free_port, initbox, run};
 
 #[test]
 fn five_kinds_at_once_one_late_one_never() {
@@ -34,32 +35,33 @@ fn five_kinds_at_once_one_late_one_never() {
         format!("grpc://127.0.0.1:{}", grpc.port),
         format!("file://{}?nonempty", never.display()),
     ];
-    let (child, started) = spawn(initbox().args(["--timeout", "4s", "wait"]).args(&uris));
-    std::thread::sleep(Duration::from_millis(1000));
-    grpc.set("-", "SERVING");
-    let result = finish(child, started);
+    let result = run_changed_after(
+        within("4s", &["wait"]).args(&uris),
+        Duration::from_millis(1000),
+        || grpc.set("-", "SERVING"),
+    );
     result.expect_code(124);
     assert!(
         result.elapsed >= Duration::from_secs(4),
         "{:?}",
         result.elapsed
     );
-    let stderr = &result.stderr;
     for ready in [
         uris[0].as_str(),
         &http.url("/health?***"),
         &format!("redis://:***@127.0.0.1:{}/0", redis.port),
         &uris[3],
     ] {
-        assert!(
-            stderr.contains(&format!("{ready}: ready after")),
-            "{ready}:\n{stderr}"
-        );
+        result.expect_logged(&format!("{ready}: ready after"));
     }
-    assert!(stderr.contains("health status NOT_SERVING"), "{stderr}");
-    let last = result.stderr_lines().last().unwrap().to_string();
+    result
+        .expect_logged("health status NOT_SERVING")
+        .expect_not_logged("r3dis-SECRET");
     assert_eq!(
-        last.split_once("ERROR ").map(|(_, message)| message),
+        result
+            .last_line()
+            .split_once("ERROR ")
+            .map(|(_, message)| message),
         Some(
             format!(
                 "deadline of 4s exceeded; not ready: file://{} (no such file or directory)",
@@ -67,9 +69,9 @@ fn five_kinds_at_once_one_late_one_never() {
             )
             .as_str()
         ),
-        "{stderr}"
+        "{}",
+        result.stderr
     );
-    assert!(!stderr.contains("r3dis-SECRET"), "{stderr}");
 }
 
 #[test]
@@ -82,53 +84,35 @@ fn uris_come_from_initbox_wait_and_a_file_written_late_is_seen() {
         tcp.local_addr().unwrap(),
         flag.display()
     );
-    let (child, started) = spawn(initbox().env("INITBOX_WAIT", &list).args([
-        "--timeout",
-        "20s",
-        "wait",
-        "--",
-        "sh",
-        "-c",
-        "echo started",
-    ]));
-    std::thread::sleep(Duration::from_millis(500));
-    std::fs::write(&flag, "").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    std::fs::write(&flag, "yes").unwrap();
-    let result = finish(child, started);
-    result.expect_code(0);
+    // Written empty first, then with something in it half a second later: attempts every 100 ms
+    // at most, so that one falls in that half second (the default backoff may step over it).
+    let often = ["--max-interval", "100ms"];
+    let exec = ["wait", "--", "sh", "-c", "echo started"];
+    let result = run_changed_after(
+        within("20s", &often).args(exec).env("INITBOX_WAIT", &list),
+        Duration::from_millis(500),
+        || {
+            std::fs::write(&flag, "").unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            std::fs::write(&flag, "yes").unwrap();
+        },
+    );
+    result
+        .expect_code(0)
+        .expect_logged("not ready: no such file or directory")
+        .expect_logged("not ready: the file is empty");
     assert_eq!(result.stdout.trim(), "started");
-    assert!(
-        result
-            .stderr
-            .contains("not ready: no such file or directory"),
-        "{}",
-        result.stderr
-    );
-    assert!(
-        result.stderr.contains("not ready: the file is empty"),
-        "{}",
-        result.stderr
-    );
 }
 
 #[test]
 fn dns_and_postgres_style_parameters_reach_their_probes() {
     // A postgres:// URI's own libpq options (sslmode) and initbox's (fail_fast) are told apart:
     // a bad sslmode is libpq's error, named before any waiting.
-    let result = run(initbox().args([
-        "--timeout",
-        "1m",
-        "wait",
-        "postgres://app:S3CRET@127.0.0.1:1/app?fail_fast&sslmode=sometimes",
-    ]));
-    result.expect_code(2);
-    assert!(
-        result.stderr.contains("unknown sslmode 'sometimes'"),
-        "{}",
-        result.stderr
-    );
-    assert!(!result.stderr.contains("S3CRET"), "{}", result.stderr);
+    let uri = "postgres://app:S3CRET@127.0.0.1:1/app?fail_fast&sslmode=sometimes";
+    run(&mut within("1m", &["wait", uri]))
+        .expect_code(2)
+        .expect_logged("unknown sslmode 'sometimes'")
+        .expect_not_logged("S3CRET");
 }
 
 #[test]
@@ -142,18 +126,14 @@ fn malformed_uris_are_rejected_before_any_waiting() {
         ("file:///x?bogus", "unknown parameter 'bogus'"),
         ("redis://:S3CRET@h/0?role=leader", "role 'leader'"),
     ] {
-        let result = run(initbox().args(["--timeout", "1m", "wait", &closed, uri]));
-        result.expect_code(2);
+        let result = run(&mut within("1m", &["wait", &closed, uri]));
+        result
+            .expect_code(2)
+            .expect_last_line(named)
+            .expect_not_logged("S3CRET");
         assert!(result.elapsed < Duration::from_secs(5));
-        let last = result.stderr_lines().last().unwrap().to_string();
-        assert!(last.contains(named), "{uri}: {last}");
-        assert!(!result.stderr.contains("S3CRET"), "{}", result.stderr);
     }
-    let nothing = run(initbox().env_remove("INITBOX_WAIT").args(["wait"]));
-    nothing.expect_code(2);
-    assert!(
-        nothing.stderr.contains("INITBOX_WAIT"),
-        "{}",
-        nothing.stderr
-    );
+    run(initbox().env_remove("INITBOX_WAIT").args(["wait"]))
+        .expect_code(2)
+        .expect_logged("INITBOX_WAIT");
 }

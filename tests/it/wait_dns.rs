@@ -1,51 +1,39 @@
 //! wait-dns against a real DNS server (dnsmasq): names that appear late, record types, record
 //! counts, and the search list and ndots from /etc/resolv.conf.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::dnsmasq::Dnsmasq;
-use crate::support::{finish, initbox, run, skip_unless_root, spawn};
+use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::{initbox, run, skip_unless_root};
+
+/// `initbox --timeout TIMEOUT wait-dns --nameserver DNS ARGS...`.
+fn wait_dns(dns: &Dnsmasq, timeout: &str, args: &[&str]) -> Command {
+    let mut command = within(timeout, &["wait-dns", "--nameserver", &dns.nameserver()]);
+    command.args(args);
+    command
+}
 
 #[test]
 fn a_name_that_appears_mid_wait_is_seen() {
     let dns = Dnsmasq::start();
-    let (child, started) = spawn(initbox().args([
-        "--timeout",
-        "30s",
-        "wait-dns",
-        "--nameserver",
-        &dns.nameserver(),
-        "late.test",
-    ]));
-    std::thread::sleep(Duration::from_millis(800));
-    dns.add_hosts("late", "10.1.2.3 late.test\n");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert_eq!(result.stdout, "10.1.2.3\n");
-    assert!(
-        result
-            .stderr
-            .contains("late.test: not ready: no such name (NXDOMAIN)"),
-        "{}",
-        result.stderr
+    let result = run_changed_after(
+        &mut wait_dns(&dns, "30s", &["late.test"]),
+        Duration::from_millis(800),
+        || dns.add_hosts("late", "10.1.2.3 late.test\n"),
     );
+    result
+        .expect_code(0)
+        .expect_logged("late.test: not ready: no such name (NXDOMAIN)");
+    assert_eq!(result.stdout, "10.1.2.3\n");
 }
 
 #[test]
 fn resolves_each_record_type() {
     let dns = Dnsmasq::start();
-    let ns = dns.nameserver();
     let lookup = |kind: &str, name: &str| {
-        let result = run(initbox().args([
-            "--timeout",
-            "10s",
-            "wait-dns",
-            "--nameserver",
-            &ns,
-            "--type",
-            kind,
-            name,
-        ]));
+        let result = run(&mut wait_dns(&dns, "10s", &["--type", kind, name]));
         result.expect_code(0);
         result.stdout
     };
@@ -55,7 +43,7 @@ fn resolves_each_record_type() {
     assert_eq!(lookup("SRV", "_pg._tcp.db.test"), "0 0 5432 db.test.\n");
     assert!(lookup("TXT", "config.test").contains("ready=yes"));
     // Without --type, any address counts.
-    let any = run(initbox().args(["wait-dns", "--nameserver", &ns, "db.test"]));
+    let any = run(initbox().args(["wait-dns", "--nameserver", &dns.nameserver(), "db.test"]));
     any.expect_code(0);
     assert!(
         any.stdout.contains("10.0.0.5") && any.stdout.contains("fd00::5"),
@@ -67,78 +55,39 @@ fn resolves_each_record_type() {
 #[test]
 fn a_missing_record_type_is_waited_for_and_named() {
     let dns = Dnsmasq::start();
-    let result = run(initbox().args([
-        "--timeout",
-        "500ms",
-        "wait-dns",
-        "--nameserver",
-        &dns.nameserver(),
-        "--type",
-        "SRV",
-        "nothing.test",
-    ]));
-    result.expect_code(124);
-    assert!(
-        result
-            .stderr
-            .contains("nothing.test (no such name (NXDOMAIN))"),
-        "{}",
-        result.stderr
-    );
+    let srv = ["--type", "SRV", "nothing.test"];
+    run(&mut wait_dns(&dns, "500ms", &srv))
+        .expect_code(124)
+        .expect_logged("nothing.test (no such name (NXDOMAIN))");
 }
 
 #[test]
 fn min_records_waits_for_enough_pods_behind_a_headless_service() {
     let dns = Dnsmasq::start();
-    dns.add_hosts("pods", "10.2.0.1 pods.test\n10.2.0.2 pods.test\n");
-    let (child, started) = spawn(initbox().args([
-        "--timeout",
-        "30s",
-        "wait-dns",
-        "--nameserver",
-        &dns.nameserver(),
-        "--type",
-        "A",
-        "--min-records",
-        "3",
-        "pods.test",
-    ]));
-    std::thread::sleep(Duration::from_millis(800));
-    dns.add_hosts(
-        "pods",
-        "10.2.0.1 pods.test\n10.2.0.2 pods.test\n10.2.0.3 pods.test\n",
+    let two = "10.2.0.1 pods.test\n10.2.0.2 pods.test\n";
+    dns.add_hosts("pods", two);
+    let result = run_changed_after(
+        &mut wait_dns(
+            &dns,
+            "30s",
+            &["--type", "A", "--min-records", "3", "pods.test"],
+        ),
+        Duration::from_millis(800),
+        || dns.add_hosts("pods", &format!("{two}10.2.0.3 pods.test\n")),
     );
-    let result = finish(child, started);
-    result.expect_code(0);
+    result
+        .expect_code(0)
+        .expect_logged("pods.test: not ready: 2 of 3 records");
     assert_eq!(result.stdout.lines().count(), 3, "{}", result.stdout);
-    assert!(
-        result
-            .stderr
-            .contains("pods.test: not ready: 2 of 3 records"),
-        "{}",
-        result.stderr
-    );
 }
 
 #[test]
 fn several_names_are_waited_for_together() {
     let dns = Dnsmasq::start();
-    let result = run(initbox().args([
-        "--timeout",
-        "500ms",
-        "wait-dns",
-        "--nameserver",
-        &dns.nameserver(),
-        "db.test",
-        "missing.test",
-    ]));
-    result.expect_code(124);
-    let last = result.stderr_lines().last().unwrap().to_string();
-    assert!(
-        last.contains("not ready: missing.test (no such name (NXDOMAIN))"),
-        "{last}"
-    );
-    assert!(!last.contains("db.test"), "{last}");
+    run(&mut wait_dns(&dns, "500ms", &["db.test", "missing.test"]))
+        .expect_code(124)
+        .expect_last_line("not ready: missing.test (no such name (NXDOMAIN))")
+        .expect_last_line_without("db.test");
 }
 
 #[test]

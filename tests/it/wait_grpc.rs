@@ -7,25 +7,23 @@ use std::time::Duration;
 
 use crate::support::grpc::GrpcServer;
 use crate::support::postgres::self_signed_cert;
-use crate::support::{finish, initbox, run, spawn};
+use crate::support::run;
+use crate::support::waiting::{Ended, run_changed_after, within};
 
 #[test]
 fn waits_until_not_serving_turns_to_serving() {
     let mut server = GrpcServer::start(&[("-", "NOT_SERVING")]);
     let target = format!("127.0.0.1:{}", server.port);
-    let (child, started) = spawn(initbox().args(["--timeout", "30s", "wait-grpc", &target]));
-    std::thread::sleep(Duration::from_millis(800));
-    server.set("-", "SERVING");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains(&format!(
-            "grpc://{target}: not ready: health status NOT_SERVING (attempt 1)"
-        )),
-        "{}",
-        result.stderr
-    );
-    assert!(result.elapsed >= Duration::from_millis(800));
+    // Still waiting when the status changes, so `elapsed` is past the 800 ms.
+    run_changed_after(
+        &mut within("30s", &["wait-grpc", &target]),
+        Duration::from_millis(800),
+        || server.set("-", "SERVING"),
+    )
+    .expect_code(0)
+    .expect_logged(&format!(
+        "grpc://{target}: not ready: health status NOT_SERVING (attempt 1)"
+    ));
 }
 
 #[test]
@@ -33,40 +31,29 @@ fn a_named_service_is_asked_about_not_the_server() {
     let server = GrpcServer::start(&[("-", "NOT_SERVING"), ("orders.v1.Orders", "SERVING")]);
     let by_path = format!("grpc://127.0.0.1:{}/orders.v1.Orders", server.port);
     let by_parameter = format!("grpc://127.0.0.1:{}?service=orders.v1.Orders", server.port);
-    let result = run(initbox().args(["--timeout", "20s", "wait", &by_path, &by_parameter]));
-    result.expect_code(0);
-    let flag = run(initbox().args([
-        "--timeout",
-        "20s",
-        "wait-grpc",
-        "--service",
-        "orders.v1.Orders",
-        &format!("127.0.0.1:{}", server.port),
-    ]));
-    flag.expect_code(0);
+    run(&mut within("20s", &["wait", &by_path, &by_parameter])).expect_code(0);
+    let address = format!("127.0.0.1:{}", server.port);
+    let service = ["wait-grpc", "--service", "orders.v1.Orders", &address];
+    run(&mut within("20s", &service)).expect_code(0);
     // The server as a whole is not serving.
-    let whole = run(initbox().args([
-        "--timeout",
-        "700ms",
-        "wait",
-        &format!("grpc://127.0.0.1:{}", server.port),
-    ]));
-    whole.expect_code(124);
+    let whole = format!("grpc://{address}");
+    run(&mut within("700ms", &["wait", &whole])).expect_code(124);
 }
 
 #[test]
 fn an_unknown_service_is_waited_for_named_and_final_with_fail_fast() {
     let mut server = GrpcServer::start(&[("-", "SERVING")]);
     let uri = format!("grpc://127.0.0.1:{}/billing.v1.Billing", server.port);
-    let fast = run(initbox().args(["--timeout", "30s", "wait", &format!("{uri}?fail_fast")]));
-    fast.expect_failed_at_once("gRPC NOT_FOUND: unknown service 'billing.v1.Billing'");
+    run(&mut within("30s", &["wait", &format!("{uri}?fail_fast")]))
+        .expect_failed_at_once("gRPC NOT_FOUND: unknown service 'billing.v1.Billing'");
     // Without fail_fast, a service registered a moment later is seen.
-    let (child, started) = spawn(initbox().args(["--timeout", "30s", "wait", &uri]));
-    std::thread::sleep(Duration::from_millis(800));
-    server.set("billing.v1.Billing", "SERVING");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(result.stderr.contains("NOT_FOUND"), "{}", result.stderr);
+    run_changed_after(
+        &mut within("30s", &["wait", &uri]),
+        Duration::from_millis(800),
+        || server.set("billing.v1.Billing", "SERVING"),
+    )
+    .expect_code(0)
+    .expect_logged("NOT_FOUND");
 }
 
 #[test]
@@ -76,52 +63,32 @@ fn tls_servers_are_verified_against_the_given_ca() {
     let server = GrpcServer::start_tls(&cert, &key, &[("-", "SERVING")]);
     let ca = cert.to_str().unwrap();
     let verified = format!("grpcs://localhost:{}?cacert={ca}", server.port);
-    run(initbox().args(["--timeout", "20s", "wait", &verified])).expect_code(0);
-    run(initbox().args([
-        "--timeout",
-        "20s",
-        "wait-grpc",
-        "--cacert",
-        ca,
-        &format!("127.0.0.1:{}", server.port),
-    ]))
-    .expect_code(0);
-    let insecure = run(initbox().args([
-        "--timeout",
-        "20s",
-        "wait",
-        &format!("grpcs://localhost:{}?insecure", server.port),
-    ]));
-    insecure.expect_code(0);
-    assert!(
-        insecure.stderr.contains("not verified"),
-        "{}",
-        insecure.stderr
-    );
+    run(&mut within("20s", &["wait", &verified])).expect_code(0);
+    let address = format!("127.0.0.1:{}", server.port);
+    run(&mut within("20s", &["wait-grpc", "--cacert", ca, &address])).expect_code(0);
+    let insecure = format!("grpcs://localhost:{}?insecure", server.port);
+    run(&mut within("20s", &["wait", &insecure]))
+        .expect_code(0)
+        .expect_logged("not verified");
 
     // The system bundle does not know this certificate; plain text gets no gRPC answer.
     for uri in [
         format!("grpcs://localhost:{}", server.port),
         format!("grpc://localhost:{}", server.port),
     ] {
-        let result = run(initbox().args(["--timeout", "1s", "wait", &uri]));
-        result.expect_code(124);
-        let last = result.stderr_lines().last().unwrap().to_string();
-        assert!(last.contains(&uri), "{last}");
+        run(&mut within("1s", &["wait", &uri]))
+            .expect_code(124)
+            .expect_last_line(&uri);
     }
 }
 
 #[test]
 fn a_server_without_the_health_service_fails_at_once() {
     let server = GrpcServer::start_without_health();
-    let result = run(initbox().args([
-        "--timeout",
-        "30s",
-        "wait-grpc",
-        &format!("127.0.0.1:{}", server.port),
-    ]));
-    result.expect_code(1);
-    assert!(result.stderr.contains("UNIMPLEMENTED"), "{}", result.stderr);
+    let address = format!("127.0.0.1:{}", server.port);
+    run(&mut within("30s", &["wait-grpc", &address]))
+        .expect_code(1)
+        .expect_logged("UNIMPLEMENTED");
 }
 
 #[test]
@@ -134,17 +101,9 @@ fn a_port_that_is_not_grpc_is_named_as_such() {
             let _ = connection.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
         }
     });
-    let result = run(initbox().args([
-        "--timeout",
-        "1s",
-        "wait",
-        &format!("grpc://127.0.0.1:{port}"),
-    ]));
+    let uri = format!("grpc://127.0.0.1:{port}");
+    let result = run(&mut within("1s", &["wait", &uri]));
     result.expect_code(124);
     answer.join().unwrap();
-    assert!(
-        result.stderr.contains("(is this a gRPC port?)"),
-        "{}",
-        result.stderr
-    );
+    result.expect_logged("(is this a gRPC port?)");
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::support::http::{HttpServer, Response, TlsServer};
+use crate::support::waiting::Ended;
 use crate::support::{Run, free_port, initbox, run};
 
 /// Runs `initbox wait-http` with these arguments after the global ones.
@@ -14,28 +15,6 @@ fn wait_http(global: &[&str], args: &[&str]) -> Run {
         .args(global)
         .arg("wait-http")
         .args(args))
-}
-
-/// The last stderr line: the final event, which names what was not ready.
-fn last_line(result: &Run) -> String {
-    result
-        .stderr_lines()
-        .last()
-        .copied()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// A usage error: exit 2 and exactly one stderr line containing `expected`.
-fn expect_usage_error(result: &Run, expected: &str) {
-    result.expect_code(2);
-    let lines = result.stderr_lines();
-    assert_eq!(lines.len(), 1, "expected one line:\n{}", result.stderr);
-    assert!(
-        lines[0].contains(expected),
-        "expected {expected:?} in:\n{}",
-        result.stderr
-    );
 }
 
 #[test]
@@ -57,14 +36,10 @@ fn retries_through_503_until_200_and_logs_the_reason_once() {
         "the same reason must be logged once:\n{}",
         result.stderr
     );
-    assert!(
-        result.stderr.contains(&format!(
-            "{}: ready after 4 attempts",
-            server.url("/health")
-        )),
-        "{}",
-        result.stderr
-    );
+    result.expect_logged(&format!(
+        "{}: ready after 4 attempts",
+        server.url("/health")
+    ));
 }
 
 #[test]
@@ -90,13 +65,10 @@ fn with_v_every_failed_attempt_is_logged() {
 fn a_status_outside_the_list_keeps_waiting_until_the_deadline() {
     let server = HttpServer::always(200);
     let result = wait_http(&["--timeout", "1s"], &["--status", "204", &server.url("/")]);
-    result.expect_code(124);
-    let last = last_line(&result);
-    assert!(last.contains("deadline of 1s exceeded"), "{last}");
-    assert!(
-        last.contains(&format!("{} (HTTP 200 OK)", server.url("/"))),
-        "{last}"
-    );
+    result
+        .expect_code(124)
+        .expect_last_line("deadline of 1s exceeded")
+        .expect_last_line(&format!("{} (HTTP 200 OK)", server.url("/")));
     assert!(server.requests() > 1, "{}", server.requests());
 }
 
@@ -104,12 +76,9 @@ fn a_status_outside_the_list_keeps_waiting_until_the_deadline() {
 fn the_default_status_list_rejects_404() {
     let server = HttpServer::always(404);
     let result = wait_http(&["--timeout", "500ms"], &[&server.url("/missing")]);
-    result.expect_code(124);
-    assert!(
-        last_line(&result).contains("(HTTP 404 Not Found)"),
-        "{}",
-        result.stderr
-    );
+    result
+        .expect_code(124)
+        .expect_last_line("(HTTP 404 Not Found)");
 }
 
 #[test]
@@ -139,7 +108,7 @@ fn malformed_status_lists_are_usage_errors() {
             &["--timeout", "5s"],
             &["--status", bad, &format!("http://127.0.0.1:{port}/")],
         );
-        expect_usage_error(&result, &format!("invalid status list '{bad}'"));
+        result.expect_usage_error(&format!("invalid status list '{bad}'"));
         assert!(
             result.elapsed < Duration::from_secs(3),
             "{:?}",
@@ -155,12 +124,9 @@ fn body_without_the_marker_keeps_waiting_and_says_so() {
         &["--timeout", "1s"],
         &["--body-contains", "ready", &server.url("/")],
     );
-    result.expect_code(124);
-    assert!(
-        last_line(&result).contains("HTTP 200 OK, but the body does not contain \"ready\""),
-        "{}",
-        result.stderr
-    );
+    result
+        .expect_code(124)
+        .expect_last_line("HTTP 200 OK, but the body does not contain \"ready\"");
     assert!(server.requests() > 1);
 }
 
@@ -174,15 +140,10 @@ fn body_with_the_marker_succeeds_once_it_appears() {
         &["--timeout", "10s"],
         &["--body-contains", "ready", &server.url("/")],
     );
-    result.expect_code(0);
+    result
+        .expect_code(0)
+        .expect_logged("not ready: HTTP 200 OK, but the body does not contain \"ready\"");
     assert_eq!(server.requests(), 3);
-    assert!(
-        result
-            .stderr
-            .contains("not ready: HTTP 200 OK, but the body does not contain \"ready\""),
-        "{}",
-        result.stderr
-    );
 }
 
 #[test]
@@ -204,7 +165,7 @@ fn head_with_body_contains_is_a_usage_error() {
             &[],
             &["--method", method, "--body-contains", "x", &server.url("/")],
         );
-        expect_usage_error(&result, "--body-contains");
+        result.expect_usage_error("--body-contains");
     }
     assert_eq!(server.requests(), 0);
 }
@@ -237,13 +198,19 @@ fn get_is_the_default_method_and_names_initbox() {
     assert!(agent.starts_with("initbox/"), "{agent}");
 }
 
-#[test]
-fn a_slow_endpoint_ends_each_attempt_at_the_attempt_timeout() {
+/// With -v, a wait of 2 s on an endpoint that answers after 3 s, each attempt cut at 300 ms.
+fn wait_on_a_slow_endpoint() -> (HttpServer, Run) {
     let server = HttpServer::start(|_| Response::ok("late").after(Duration::from_secs(3)));
     let result = wait_http(
         &["-v", "--timeout", "2s", "--attempt-timeout", "300ms"],
         &[&server.url("/slow")],
     );
+    (server, result)
+}
+
+#[test]
+fn a_slow_endpoint_ends_each_attempt_at_the_attempt_timeout() {
+    let (server, result) = wait_on_a_slow_endpoint();
     result.expect_code(124);
     let timeouts = result
         .stderr
@@ -269,11 +236,7 @@ fn a_slow_endpoint_ends_each_attempt_at_the_attempt_timeout() {
 
 #[test]
 fn every_timed_out_attempt_gives_the_same_reason() {
-    let server = HttpServer::start(|_| Response::ok("late").after(Duration::from_secs(3)));
-    let result = wait_http(
-        &["-v", "--timeout", "2s", "--attempt-timeout", "300ms"],
-        &[&server.url("/slow")],
-    );
+    let (_server, result) = wait_on_a_slow_endpoint();
     result.expect_code(124);
     let reasons: std::collections::BTreeSet<_> = result
         .stderr
@@ -317,12 +280,9 @@ fn a_chain_of_redirects_is_followed() {
 fn a_redirect_loop_fails_with_too_many_redirects() {
     let server = HttpServer::start(|_| Response::redirect(302, "/loop"));
     let result = wait_http(&["--timeout", "1s"], &[&server.url("/loop")]);
-    result.expect_code(124);
-    let last = last_line(&result);
-    assert!(
-        last.contains(&format!("{} (too many redirects", server.url("/loop"))),
-        "{last}"
-    );
+    result
+        .expect_code(124)
+        .expect_last_line(&format!("{} (too many redirects", server.url("/loop")));
 }
 
 #[test]
@@ -346,7 +306,7 @@ fn header_values_reach_the_server_but_never_the_logs() {
         assert_eq!(request.header("authorization"), Some("Bearer tok-SECRET"));
         assert_eq!(request.header("x-probe"), Some("yes"));
     }
-    assert!(!result.stderr.contains("SECRET"), "{}", result.stderr);
+    result.expect_not_logged("SECRET");
 }
 
 /// A rejected command line is logged and written to the termination message in full, so these
@@ -359,7 +319,7 @@ fn expect_usage_error_hiding(args: &[&str], expected: &str, secret: &str) {
         .env("INITBOX_TERMINATION_LOG", &termination_log)
         .arg("wait-http")
         .args(args));
-    expect_usage_error(&result, expected);
+    result.expect_usage_error(expected);
     let message = std::fs::read_to_string(&termination_log).unwrap_or_default();
     assert!(!message.is_empty(), "no termination message");
     for text in [&result.stderr, &message] {
@@ -440,23 +400,14 @@ fn parallel_urls_name_only_the_one_not_ready() {
         &["--timeout", "1s"],
         &[&good.url("/good"), &bad.url("/bad")],
     );
-    result.expect_code(124);
-    let last = last_line(&result);
-    assert!(
-        last.contains(&format!(
+    result
+        .expect_code(124)
+        .expect_last_line(&format!(
             "not ready: {} (HTTP 503 Service Unavailable)",
             bad.url("/bad")
-        )),
-        "{last}"
-    );
-    assert!(!last.contains(&good.url("/good")), "{last}");
-    assert!(
-        result
-            .stderr
-            .contains(&format!("{}: ready after 1 attempt", good.url("/good"))),
-        "{}",
-        result.stderr
-    );
+        ))
+        .expect_last_line_without(&good.url("/good"))
+        .expect_logged(&format!("{}: ready after 1 attempt", good.url("/good")));
     assert_eq!(good.requests(), 1);
     assert!(bad.requests() > 1);
 }
@@ -465,10 +416,11 @@ fn parallel_urls_name_only_the_one_not_ready() {
 fn nothing_listening_keeps_waiting_with_connection_refused() {
     let url = format!("http://127.0.0.1:{}/", free_port());
     let result = wait_http(&["--timeout", "500ms"], &[&url]);
-    result.expect_code(124);
-    let last = last_line(&result);
-    assert!(last.contains(&format!("{url} (cannot connect")), "{last}");
-    assert!(last.to_lowercase().contains("connection refused"), "{last}");
+    result
+        .expect_code(124)
+        .expect_last_line(&format!("{url} (cannot connect"));
+    let last = result.last_line().to_lowercase();
+    assert!(last.contains("connection refused"), "{last}");
 }
 
 #[test]
@@ -484,10 +436,10 @@ fn https_with_cacert_succeeds_by_name_and_by_ip() {
 fn https_without_the_ca_fails_on_the_certificate() {
     let tls = TlsServer::start();
     let result = wait_http(&["--timeout", "1s"], &[&tls.url("localhost")]);
-    result.expect_code(124);
-    let last = last_line(&result);
-    assert!(last.contains(&tls.url("localhost")), "{last}");
-    assert!(last.contains("UnknownIssuer"), "{last}");
+    result
+        .expect_code(124)
+        .expect_last_line(&tls.url("localhost"))
+        .expect_last_line("UnknownIssuer");
 }
 
 #[test]
@@ -511,7 +463,7 @@ fn an_unreadable_cacert_is_a_usage_error() {
         &["--timeout", "5s"],
         &["--cacert", "/nonexistent.pem", &tls.url("localhost")],
     );
-    expect_usage_error(&result, "/nonexistent.pem");
+    result.expect_usage_error("/nonexistent.pem");
 }
 
 #[test]
@@ -525,7 +477,7 @@ fn cacert_and_insecure_conflict() {
             "https://localhost/",
         ],
     );
-    expect_usage_error(&result, "--insecure");
+    result.expect_usage_error("--insecure");
 }
 
 #[test]
@@ -536,7 +488,7 @@ fn malformed_urls_are_usage_errors() {
         ("http://", "invalid URL"),
     ] {
         let result = wait_http(&["--timeout", "5s"], &[url]);
-        expect_usage_error(&result, expected);
+        result.expect_usage_error(expected);
     }
 }
 

@@ -4,7 +4,14 @@
 use std::time::Duration;
 
 use crate::support::mariadb::{APP_DB, APP_PASSWORD, APP_USER, MariaDb};
-use crate::support::{finish, free_port, initbox, run, skip_unless_root, spawn};
+use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::{Run, free_port, run, skip_unless_root};
+
+/// `initbox wait URI` with `sql` run on the server a second in: what the wait was waiting for.
+fn wait_until_sql(server: &MariaDb, uri: &str, sql: &str) -> Run {
+    let waiting = &mut within("30s", &["wait", uri]);
+    run_changed_after(waiting, Duration::from_millis(1000), || server.sql(sql))
+}
 
 #[test]
 fn waits_for_a_server_that_is_still_starting() {
@@ -14,24 +21,17 @@ fn waits_for_a_server_that_is_still_starting() {
     let prepared = MariaDb::prepare();
     let port = prepared.port;
     let url = format!("mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{port}/{APP_DB}");
-    let (child, started) = spawn(initbox().args(["--timeout", "40s", "wait-mysql", "--url", &url]));
-    std::thread::sleep(Duration::from_millis(500));
-    let _server = prepared.launch(&[]);
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains("not ready: connection refused"),
-        "{}",
-        result.stderr
-    );
-    assert!(
-        result.stderr.contains(&format!(
-            "mysql://{APP_USER}:***@127.0.0.1:{port}/{APP_DB}: ready"
-        )),
-        "{}",
-        result.stderr
-    );
-    assert!(!result.stderr.contains(APP_PASSWORD), "{}", result.stderr);
+    run_changed_after(
+        &mut within("40s", &["wait-mysql", "--url", &url]),
+        Duration::from_millis(500),
+        || prepared.launch(&[]),
+    )
+    .expect_code(0)
+    .expect_logged("not ready: connection refused")
+    .expect_logged(&format!(
+        "mysql://{APP_USER}:***@127.0.0.1:{port}/{APP_DB}: ready"
+    ))
+    .expect_not_logged(APP_PASSWORD);
 }
 
 #[test]
@@ -41,12 +41,14 @@ fn a_user_created_while_waiting_is_logged_once_then_let_in() {
     }
     let server = MariaDb::start();
     let url = server.url("late", "late-pw", APP_DB);
-    let (child, started) = spawn(initbox().args(["--timeout", "30s", "wait-mysql", "--url", &url]));
-    std::thread::sleep(Duration::from_millis(1500));
-    server.sql(&format!(
+    let create = format!(
         "CREATE USER 'late'@'%' IDENTIFIED BY 'late-pw'; GRANT ALL ON {APP_DB}.* TO 'late'@'%';"
-    ));
-    let result = finish(child, started);
+    );
+    let result = run_changed_after(
+        &mut within("30s", &["wait-mysql", "--url", &url]),
+        Duration::from_millis(1500),
+        || server.sql(&create),
+    );
     result.expect_code(0);
     let denied: Vec<&str> = result
         .stderr_lines()
@@ -60,7 +62,7 @@ fn a_user_created_while_waiting_is_logged_once_then_let_in() {
         "logged once, at first sight:\n{}",
         result.stderr
     );
-    assert!(!result.stderr.contains("late-pw"), "{}", result.stderr);
+    result.expect_not_logged("late-pw");
 }
 
 #[test]
@@ -72,22 +74,13 @@ fn a_database_created_late_and_fail_fast() {
     server.sql(&format!("GRANT ALL ON later.* TO '{APP_USER}'@'%';"));
     let url = server.url(APP_USER, APP_PASSWORD, "later");
 
-    let fast = run(initbox().args([
-        "--timeout",
-        "30s",
-        "wait-mysql",
-        "--fail-fast",
-        "--url",
-        &url,
-    ]));
-    fast.expect_failed_at_once("ERROR 1049 (42000): Unknown database 'later'");
+    let fast = ["wait-mysql", "--fail-fast", "--url", &url];
+    run(&mut within("30s", &fast))
+        .expect_failed_at_once("ERROR 1049 (42000): Unknown database 'later'");
 
-    let (child, started) = spawn(initbox().args(["--timeout", "30s", "wait", &url]));
-    std::thread::sleep(Duration::from_millis(1000));
-    server.sql("CREATE DATABASE later;");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(result.stderr.contains("ERROR 1049"), "{}", result.stderr);
+    wait_until_sql(&server, &url, "CREATE DATABASE later;")
+        .expect_code(0)
+        .expect_logged("ERROR 1049");
 }
 
 #[test]
@@ -99,21 +92,12 @@ fn read_write_waits_while_the_server_is_read_only() {
     server.sql("SET GLOBAL read_only = ON;");
     let url = server.url(APP_USER, APP_PASSWORD, APP_DB);
     // Without read_write, a read-only server is ready.
-    run(initbox().args(["--timeout", "20s", "wait-mysql", "--url", &url])).expect_code(0);
+    run(&mut within("20s", &["wait-mysql", "--url", &url])).expect_code(0);
 
-    let (child, started) =
-        spawn(initbox().args(["--timeout", "30s", "wait", &format!("{url}?read_write")]));
-    std::thread::sleep(Duration::from_millis(1000));
-    server.sql("SET GLOBAL read_only = OFF;");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(
-        result
-            .stderr
-            .contains("not ready: the server is read-only (read_only is ON)"),
-        "{}",
-        result.stderr
-    );
+    let read_write = format!("{url}?read_write");
+    wait_until_sql(&server, &read_write, "SET GLOBAL read_only = OFF;")
+        .expect_code(0)
+        .expect_logged("not ready: the server is read-only (read_only is ON)");
 }
 
 #[test]
@@ -128,35 +112,23 @@ fn tls_is_used_when_offered_and_verified_when_asked() {
     ));
     let url = server.url("tls_only", "tls-pw", APP_DB);
     // The default (PREFERRED) uses the server's TLS, so a user who must use TLS gets in.
-    run(initbox().args(["--timeout", "20s", "wait-mysql", "--url", &url])).expect_code(0);
+    run(&mut within("20s", &["wait-mysql", "--url", &url])).expect_code(0);
     let ca = server.ca_cert.to_str().unwrap();
     let verified = format!(
         "mysql://tls_only:tls-pw@localhost:{}/{APP_DB}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}",
         server.port
     );
-    run(initbox().args(["--timeout", "20s", "wait", &verified])).expect_code(0);
+    run(&mut within("20s", &["wait", &verified])).expect_code(0);
 
-    let plain = run(initbox().args([
-        "--timeout",
-        "1500ms",
-        "wait",
-        &format!("{url}?ssl-mode=DISABLED"),
-    ]));
-    plain.expect_code(124);
-    assert!(
-        plain.stderr.contains("ERROR 1045 (28000): Access denied"),
-        "{}",
-        plain.stderr
-    );
+    let plain = format!("{url}?ssl-mode=DISABLED");
+    run(&mut within("1500ms", &["wait", &plain]))
+        .expect_code(124)
+        .expect_logged("ERROR 1045 (28000): Access denied");
     // Verification against the system bundle fails on the self-signed certificate.
-    let unverified = run(initbox().args([
-        "--timeout",
-        "1500ms",
-        "wait",
-        &format!("{url}?ssl-mode=VERIFY_CA"),
-    ]));
-    unverified.expect_code(124);
-    assert!(unverified.stderr.contains("TLS:"), "{}", unverified.stderr);
+    let unverified = format!("{url}?ssl-mode=VERIFY_CA");
+    run(&mut within("1500ms", &["wait", &unverified]))
+        .expect_code(124)
+        .expect_logged("TLS:");
 }
 
 #[test]
@@ -182,20 +154,14 @@ fn bad_settings_fail_before_any_waiting() {
             "/nonexistent/pw",
         ),
     ] {
-        let result = run(initbox().args(["--timeout", "1m"]).args(&args));
-        result.expect_code(2);
-        let last = result.stderr_lines().last().unwrap().to_string();
-        assert!(last.contains(named), "{args:?}: {last}");
-        assert!(!result.stderr.contains("S3CRET"), "{}", result.stderr);
+        run(&mut within("1m", &args))
+            .expect_code(2)
+            .expect_last_line(named)
+            .expect_not_logged("S3CRET");
     }
     // Not a MySQL server: the port's answer is named, and the wait goes on until the deadline.
-    let result = run(initbox().args([
-        "--timeout",
-        "700ms",
-        "wait",
-        &format!("mysql://app@127.0.0.1:{}/x", free_port()),
-    ]));
-    result.expect_code(124);
+    let closed = format!("mysql://app@127.0.0.1:{}/x", free_port());
+    run(&mut within("700ms", &["wait", &closed])).expect_code(124);
 }
 
 #[test]
@@ -224,25 +190,15 @@ fn too_many_connections_is_waited_out_in_the_servers_words() {
         .collect();
     // No polling while they connect: a query of ours would take a slot from one of them.
     std::thread::sleep(Duration::from_millis(1500));
-    let result = run(initbox().args([
-        "--timeout",
-        "30s",
-        "wait-mysql",
-        "--url",
-        &server.url(APP_USER, APP_PASSWORD, APP_DB),
-    ]));
+    let url = server.url(APP_USER, APP_PASSWORD, APP_DB);
+    let result = run(&mut within("30s", &["wait-mysql", "--url", &url]));
     for holder in &mut holders {
         assert!(
             holder.wait().unwrap().success(),
             "a holder could not connect"
         );
     }
-    result.expect_code(0);
-    assert!(
-        result
-            .stderr
-            .contains("not ready: ERROR 1040 (08004): Too many connections"),
-        "{}",
-        result.stderr
-    );
+    result
+        .expect_code(0)
+        .expect_logged("not ready: ERROR 1040 (08004): Too many connections");
 }

@@ -2,44 +2,40 @@
 //! credentials and databases that appear late, --query, --read-write, TLS modes, libpq
 //! variables, and passwords kept out of every log line.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::postgres::{
     APP_DB, APP_PASSWORD, APP_USER, MD5_PASSWORD, MD5_USER, Postgres, SSL_ONLY_PASSWORD,
     SSL_ONLY_USER,
 };
-use crate::support::{finish, initbox, run, spawn, wait_until};
+use crate::support::waiting::{Ended, run_changed_after, run_signalled_after, within};
+use crate::support::{initbox, run};
 
 fn app_url(pg: &Postgres) -> String {
     pg.url(APP_USER, APP_PASSWORD, APP_DB)
 }
 
-/// Fails the test if a password shows up anywhere in the output.
-fn assert_no_password(output: &str, password: &str) {
-    assert!(!output.contains(password), "password leaked:\n{output}");
+/// `initbox --timeout TIMEOUT wait-pg --url URL ARGS...`.
+fn wait_pg(timeout: &str, url: &str, args: &[&str]) -> Command {
+    let mut command = within(timeout, &["wait-pg", "--url", url]);
+    command.args(args);
+    command
 }
 
 #[test]
 fn ready_once_authenticated_and_answering() {
     let pg = Postgres::start();
-    let result = run(initbox().args(["wait-pg", "--url", &app_url(&pg)]));
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains(&format!(
+    run(initbox().args(["wait-pg", "--url", &app_url(&pg)]))
+        .expect_code(0)
+        .expect_logged(&format!(
             "postgres://app:***@127.0.0.1:{}/app: ready",
             pg.port
-        )),
-        "{}",
-        result.stderr
-    );
-    assert_no_password(&result.stderr, APP_PASSWORD);
+        ))
+        .expect_not_logged(APP_PASSWORD);
     // md5-stored passwords authenticate too.
-    run(initbox().args([
-        "wait-pg",
-        "--url",
-        &pg.url(MD5_USER, MD5_PASSWORD, "postgres"),
-    ]))
-    .expect_code(0);
+    let md5 = pg.url(MD5_USER, MD5_PASSWORD, "postgres");
+    run(initbox().args(["wait-pg", "--url", &md5])).expect_code(0);
 }
 
 #[test]
@@ -47,69 +43,48 @@ fn a_starting_server_is_not_ready_until_it_can_answer() {
     let primary = Postgres::start();
     let standby = primary.standby_stuck_starting();
     let url = standby.url(APP_USER, APP_PASSWORD, APP_DB);
-    let (child, started) = spawn(initbox().args(["--timeout", "60s", "wait-pg", "--url", &url]));
-    // The port is open, but the server answers 57P03: initbox must keep waiting.
-    std::thread::sleep(Duration::from_millis(1500));
-    standby.release();
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(result.elapsed >= Duration::from_millis(1500));
-    assert!(
-        result
-            .stderr
-            .contains("FATAL 57P03: the database system is starting up"),
-        "{}",
-        result.stderr
-    );
+    // The port is open, but the server answers 57P03: initbox must keep waiting (still waiting
+    // at the release, so `elapsed` is past the 1500 ms).
+    run_changed_after(
+        &mut wait_pg("60s", &url, &[]),
+        Duration::from_millis(1500),
+        || standby.release(),
+    )
+    .expect_code(0)
+    .expect_logged("FATAL 57P03: the database system is starting up");
 }
 
 #[test]
 fn too_many_clients_is_retried() {
     let pg = Postgres::start_with(&[("max_connections", "3")]);
     let held = pg.hold_connections(3);
-    let (child, started) =
-        spawn(initbox().args(["--timeout", "60s", "wait-pg", "--url", &app_url(&pg)]));
-    std::thread::sleep(Duration::from_millis(1000));
-    drop(held);
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(result.stderr.contains("53300"), "{}", result.stderr);
+    run_changed_after(
+        &mut wait_pg("60s", &app_url(&pg), &[]),
+        Duration::from_millis(1000),
+        || drop(held),
+    )
+    .expect_code(0)
+    .expect_logged("53300");
 }
 
 #[test]
 fn a_wrong_password_is_retried_and_logged_once_or_fails_fast() {
     let pg = Postgres::start();
     let url = pg.url(APP_USER, "wrong-PASSWORD", APP_DB);
-    let result = run(initbox().args([
-        "--timeout",
-        "1500ms",
-        "--interval",
-        "50ms",
-        "wait-pg",
-        "--url",
-        &url,
-    ]));
-    result.expect_code(124);
+    let often = ["--interval", "50ms", "wait-pg", "--url", &url];
+    let result = run(&mut within("1500ms", &often));
+    result.expect_code(124).expect_not_logged("wrong-PASSWORD");
     assert_eq!(
         result.stderr.matches("28P01").count(),
         2,
         "one warning and the final line:\n{}",
         result.stderr
     );
-    assert_no_password(&result.stderr, "wrong-PASSWORD");
 
     let dir = tempfile::tempdir().unwrap();
     let termination = dir.path().join("termination-log");
-    let fast = run(initbox().args([
-        "--timeout",
-        "1m",
-        "--termination-log",
-        termination.to_str().unwrap(),
-        "wait-pg",
-        "--fail-fast",
-        "--url",
-        &url,
-    ]));
+    let log = ["--termination-log", termination.to_str().unwrap()];
+    let fast = run(within("1m", &log).args(["wait-pg", "--fail-fast", "--url", &url]));
     fast.expect_code(1);
     assert!(fast.elapsed < Duration::from_secs(10));
     let message = std::fs::read_to_string(&termination).unwrap();
@@ -118,96 +93,57 @@ fn a_wrong_password_is_retried_and_logged_once_or_fails_fast() {
         "{message}"
     );
     assert!(message.contains("postgres://app:***@"), "{message}");
-    assert_no_password(&message, "wrong-PASSWORD");
+    assert!(!message.contains("wrong-PASSWORD"), "{message}");
 }
 
 #[test]
 fn a_database_created_while_waiting_is_picked_up() {
     let pg = Postgres::start();
     let url = pg.url(APP_USER, APP_PASSWORD, "late_db");
-    let (child, started) = spawn(initbox().args(["--timeout", "60s", "wait-pg", "--url", &url]));
-    std::thread::sleep(Duration::from_millis(800));
-    pg.psql("postgres", "CREATE DATABASE late_db OWNER app");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(result.stderr.contains("FATAL 3D000"), "{}", result.stderr);
+    run_changed_after(
+        &mut wait_pg("60s", &url, &[]),
+        Duration::from_millis(800),
+        || pg.psql("postgres", "CREATE DATABASE late_db OWNER app"),
+    )
+    .expect_code(0)
+    .expect_logged("FATAL 3D000");
 
-    let fast = run(initbox().args([
-        "wait-pg",
-        "--fail-fast",
-        "--url",
-        &pg.url(APP_USER, APP_PASSWORD, "never_db"),
-    ]));
-    fast.expect_code(1);
-    assert!(fast.stderr.contains("3D000"), "{}", fast.stderr);
+    let never = pg.url(APP_USER, APP_PASSWORD, "never_db");
+    run(initbox().args(["wait-pg", "--fail-fast", "--url", &never]))
+        .expect_code(1)
+        .expect_logged("3D000");
 }
 
 #[test]
 fn query_waits_for_its_table_and_a_true_row() {
     let pg = Postgres::start();
     let query = "SELECT max(version) >= 42 FROM schema_migrations";
-    let (child, started) = spawn(initbox().args([
-        "--timeout",
-        "60s",
-        "wait-pg",
-        "--url",
-        &app_url(&pg),
-        "--query",
-        query,
-    ]));
-    std::thread::sleep(Duration::from_millis(600));
-    pg.psql(APP_DB, "CREATE TABLE schema_migrations (version int); GRANT ALL ON schema_migrations TO app; INSERT INTO schema_migrations VALUES (41)");
-    std::thread::sleep(Duration::from_millis(600));
-    pg.psql(APP_DB, "INSERT INTO schema_migrations VALUES (42)");
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains("42P01"),
-        "the missing table is waited for:\n{}",
-        result.stderr
+    let result = run_changed_after(
+        &mut wait_pg("60s", &app_url(&pg), &["--query", query]),
+        Duration::from_millis(600),
+        || {
+            pg.psql(APP_DB, "CREATE TABLE schema_migrations (version int); GRANT ALL ON schema_migrations TO app; INSERT INTO schema_migrations VALUES (41)");
+            std::thread::sleep(Duration::from_millis(600));
+            pg.psql(APP_DB, "INSERT INTO schema_migrations VALUES (42)");
+        },
     );
-    assert!(
-        result.stderr.contains("none with true"),
-        "a false row is waited for:\n{}",
-        result.stderr
-    );
+    // The missing table is waited for, and then a false row.
+    result
+        .expect_code(0)
+        .expect_logged("42P01")
+        .expect_logged("none with true");
 }
 
 #[test]
 fn a_broken_query_fails_at_once_with_the_servers_message() {
     let pg = Postgres::start();
-    let syntax = run(initbox().args([
-        "--timeout",
-        "1m",
-        "wait-pg",
-        "--url",
-        &app_url(&pg),
-        "--query",
-        "SELEC 1",
-    ]));
-    syntax.expect_code(1);
-    assert!(syntax.elapsed < Duration::from_secs(10));
-    let last = syntax.stderr_lines().last().unwrap().to_string();
-    assert!(
-        last.contains("ERROR 42601: syntax error at or near \"SELEC\" (at character 1)"),
-        "{last}"
-    );
+    run(&mut wait_pg("1m", &app_url(&pg), &["--query", "SELEC 1"]))
+        .expect_failed_at_once("ERROR 42601: syntax error at or near \"SELEC\" (at character 1)");
 
-    let not_boolean = run(initbox().args([
-        "wait-pg",
-        "--url",
-        &app_url(&pg),
-        "--query",
-        "SELECT 1 AS one",
-    ]));
-    not_boolean.expect_code(1);
-    assert!(
-        not_boolean
-            .stderr
-            .contains("boolean first column; 'one' is int4"),
-        "{}",
-        not_boolean.stderr
-    );
+    let url = app_url(&pg);
+    run(initbox().args(["wait-pg", "--url", &url, "--query", "SELECT 1 AS one"]))
+        .expect_code(1)
+        .expect_logged("boolean first column; 'one' is int4");
 }
 
 #[test]
@@ -216,20 +152,10 @@ fn read_write_waits_for_a_primary() {
     let standby = primary.standby_stuck_starting();
     standby.release();
     standby.wait_ready();
-    let on_standby = run(initbox().args([
-        "--timeout",
-        "1s",
-        "wait-pg",
-        "--read-write",
-        "--url",
-        &standby.url(APP_USER, APP_PASSWORD, APP_DB),
-    ]));
-    on_standby.expect_code(124);
-    assert!(
-        on_standby.stderr.contains("in recovery"),
-        "{}",
-        on_standby.stderr
-    );
+    let on_standby = standby.url(APP_USER, APP_PASSWORD, APP_DB);
+    run(&mut wait_pg("1s", &on_standby, &["--read-write"]))
+        .expect_code(124)
+        .expect_logged("in recovery");
     run(initbox().args(["wait-pg", "--read-write", "--url", &app_url(&primary)])).expect_code(0);
 }
 
@@ -237,82 +163,37 @@ fn read_write_waits_for_a_primary() {
 fn sslmodes_have_their_libpq_meanings() {
     let pg = Postgres::start();
     let ca = pg.ca_cert.to_str().unwrap();
-    let with = |host: &str, user: &str, password: &str, params: &str| {
-        format!(
-            "postgresql://{user}:{password}@{host}:{}/postgres?{params}",
-            pg.port
-        )
+    let app = |host: &str, params: &str| {
+        let port = pg.port;
+        format!("postgresql://{APP_USER}:{APP_PASSWORD}@{host}:{port}/postgres?{params}")
     };
-    let ok = |url: String| {
-        let result = run(initbox().args(["--timeout", "10s", "wait-pg", "--url", &url]));
-        result.expect_code(0);
+    let ssl_only = |params: &str| {
+        let (user, password, port) = (SSL_ONLY_USER, SSL_ONLY_PASSWORD, pg.port);
+        format!("postgresql://{user}:{password}@127.0.0.1:{port}/postgres?{params}")
     };
-    ok(with(
-        "localhost",
-        APP_USER,
-        APP_PASSWORD,
-        &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ));
-    ok(with(
-        "127.0.0.1",
-        APP_USER,
-        APP_PASSWORD,
-        &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ));
-    ok(with(
-        "127.0.0.1",
-        APP_USER,
-        APP_PASSWORD,
-        &format!("sslmode=verify-ca&sslrootcert={ca}"),
-    ));
-    ok(with(
-        "127.0.0.1",
-        SSL_ONLY_USER,
-        SSL_ONLY_PASSWORD,
-        "sslmode=require",
-    ));
-    ok(with(
-        "127.0.0.1",
-        SSL_ONLY_USER,
-        SSL_ONLY_PASSWORD,
-        "sslmode=prefer",
-    ));
+    let verify_full = format!("sslmode=verify-full&sslrootcert={ca}");
+    for url in [
+        app("localhost", &verify_full),
+        app("127.0.0.1", &verify_full),
+        app("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+        ssl_only("sslmode=require"),
+        ssl_only("sslmode=prefer"),
+    ] {
+        run(&mut wait_pg("10s", &url, &[])).expect_code(0);
+    }
 
     // Without TLS the server's pg_hba refuses this user: its own words are shown.
-    let plain = run(initbox().args([
-        "--timeout",
-        "1s",
-        "wait-pg",
-        "--url",
-        &with(
-            "127.0.0.1",
-            SSL_ONLY_USER,
-            SSL_ONLY_PASSWORD,
-            "sslmode=disable",
-        ),
-    ]));
-    plain.expect_code(124);
-    assert!(
-        plain.stderr.contains("28000") && plain.stderr.contains("no encryption"),
-        "{}",
-        plain.stderr
-    );
+    run(&mut wait_pg("1s", &ssl_only("sslmode=disable"), &[]))
+        .expect_code(124)
+        .expect_logged("28000")
+        .expect_logged("no encryption");
 
     // verify-full against a CA that did not sign the server's certificate is refused.
     let other = tempfile::tempdir().unwrap();
     let (other_ca, _) = crate::support::postgres::self_signed_cert(other.path());
-    let wrong_ca = run(initbox().args([
-        "--timeout",
-        "1s",
-        "wait-pg",
-        "--url",
-        &with(
-            "localhost",
-            APP_USER,
-            APP_PASSWORD,
-            &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
-        ),
-    ]));
+    let other_ca = format!("sslmode=verify-full&sslrootcert={}", other_ca.display());
+    let url = app("localhost", &other_ca);
+    let wrong_ca = run(&mut wait_pg("1s", &url, &[]));
     wrong_ca.expect_code(124);
     assert!(
         wrong_ca.stderr.to_lowercase().contains("certificate"),
@@ -340,14 +221,9 @@ fn libpq_variables_and_a_password_file_are_used() {
             "--password-file",
             password_file.to_str().unwrap(),
         ]));
-    result.expect_code(0);
-    assert!(
-        result
-            .stderr
-            .contains(&format!("postgres://app:***@127.0.0.1:{}/app", pg.port)),
-        "{}",
-        result.stderr
-    );
+    result
+        .expect_code(0)
+        .expect_logged(&format!("postgres://app:***@127.0.0.1:{}/app", pg.port));
 
     // DATABASE_URL works like --url, and key=value conninfo like a URL.
     let conninfo = format!(
@@ -361,30 +237,15 @@ fn libpq_variables_and_a_password_file_are_used() {
 fn sigterm_stops_a_connection_in_progress() {
     let primary = Postgres::start();
     let standby = primary.standby_stuck_starting();
-    let (child, started) = spawn(initbox().args([
-        "--timeout",
-        "60s",
-        "wait-pg",
-        "--url",
-        &standby.url(APP_USER, APP_PASSWORD, APP_DB),
-    ]));
-    wait_until("the first attempt", || {
-        started.elapsed() > Duration::from_millis(500)
-    });
-    let sent = std::time::Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+    let url = standby.url(APP_USER, APP_PASSWORD, APP_DB);
+    // Signalled after the first attempt; stopped within 2 s, and the reason is kept.
+    run_signalled_after(
+        &mut wait_pg("60s", &url, &[]),
+        Duration::from_millis(500),
         nix::sys::signal::Signal::SIGTERM,
     )
-    .unwrap();
-    let result = finish(child, started);
-    result.expect_code(143);
-    assert!(sent.elapsed() < Duration::from_secs(2));
-    assert!(
-        result.stderr.contains("57P03"),
-        "the reason is kept: {}",
-        result.stderr
-    );
+    .expect_code(143)
+    .expect_logged("57P03");
 }
 
 #[test]
@@ -421,11 +282,8 @@ fn bad_connection_settings_are_usage_errors() {
         ),
     ];
     for (args, named) in cases {
-        let result = run(initbox().arg("wait-pg").args(&args));
-        assert_eq!(result.code, Some(2), "{args:?}: {}", result.stderr);
-        let lines = result.stderr_lines();
-        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
-        assert!(lines[0].contains(named), "{args:?}: {}", lines[0]);
-        assert_no_password(&result.stderr, "s3cret");
+        run(initbox().arg("wait-pg").args(&args))
+            .expect_usage_error(named)
+            .expect_not_logged("s3cret");
     }
 }

@@ -4,56 +4,46 @@
 use std::time::Duration;
 
 use crate::support::redis::Redis;
-use crate::support::{initbox, run};
+use crate::support::waiting::{Ended, within};
+use crate::support::{Run, initbox, run};
+
+/// `initbox --timeout TIMEOUT wait-redis ARGS...`, run to the end.
+fn wait_redis(timeout: &str, args: &[&str]) -> Run {
+    run(within(timeout, &["wait-redis"]).args(args))
+}
 
 #[test]
 fn ready_when_pong_and_loaded() {
     let redis = Redis::start();
-    let result = run(initbox().args(["wait-redis", "--url", &redis.url()]));
-    result.expect_code(0);
-    assert!(
-        result
-            .stderr
-            .contains(&format!("redis://127.0.0.1:{}/0: ready", redis.port)),
-        "{}",
-        result.stderr
-    );
+    run(initbox().args(["wait-redis", "--url", &redis.url()]))
+        .expect_code(0)
+        .expect_logged(&format!("redis://127.0.0.1:{}/0: ready", redis.port));
 }
 
 #[test]
 fn does_not_exit_while_the_server_answers_loading() {
     let redis = Redis::start_loading(Some("s3cret-pw"));
     assert!(redis.is_loading(), "the server must start out LOADING");
-    let result = run(initbox().args(["--timeout", "60s", "wait-redis", "--url", &redis.url()]));
+    let result = wait_redis("60s", &["--url", &redis.url()]);
     result.expect_code(0);
     assert!(
         !redis.is_loading(),
         "exited 0 while the server was still LOADING"
     );
-    assert!(
-        result
-            .stderr
-            .contains("LOADING Redis is loading the dataset in memory"),
-        "{}",
-        result.stderr
-    );
+    result
+        .expect_logged("LOADING Redis is loading the dataset in memory")
+        .expect_not_logged("s3cret-pw");
     assert!(result.elapsed > Duration::from_secs(1));
-    assert!(!result.stderr.contains("s3cret-pw"));
 }
 
 #[test]
 fn a_wrong_password_is_retried_and_logged_once_or_fails_fast() {
     let redis = Redis::start_with_password("right-pw");
     let url = format!("redis://:wrong-SECRET@127.0.0.1:{}/0", redis.port);
-    let slow = run(initbox().args([
-        "--timeout",
+    let slow = run(&mut within(
         "1200ms",
-        "--interval",
-        "50ms",
-        "wait-redis",
-        "--url",
-        &url,
-    ]));
+        &["--interval", "50ms", "wait-redis", "--url", &url],
+    ));
     slow.expect_code(124);
     assert_eq!(
         slow.stderr.matches("WRONGPASS").count(),
@@ -61,35 +51,18 @@ fn a_wrong_password_is_retried_and_logged_once_or_fails_fast() {
         "one warning and the final line:\n{}",
         slow.stderr
     );
-    assert!(!slow.stderr.contains("wrong-SECRET"));
-    assert!(
-        slow.stderr
-            .contains(&format!("redis://:***@127.0.0.1:{}/0", redis.port)),
-        "{}",
-        slow.stderr
-    );
+    slow.expect_not_logged("wrong-SECRET")
+        .expect_logged(&format!("redis://:***@127.0.0.1:{}/0", redis.port));
 
-    let fast = run(initbox().args([
-        "--timeout",
-        "1m",
-        "wait-redis",
-        "--fail-fast",
-        "--url",
-        &url,
-    ]));
-    fast.expect_code(1);
+    let fast = wait_redis("1m", &["--fail-fast", "--url", &url]);
+    fast.expect_code(1).expect_not_logged("wrong-SECRET");
     assert!(fast.elapsed < Duration::from_secs(10));
-    assert!(!fast.stderr.contains("wrong-SECRET"));
 
     // No password at all: the server says NOAUTH.
-    let none = run(initbox().args([
-        "wait-redis",
-        "--fail-fast",
-        "--url",
-        &format!("redis://127.0.0.1:{}", redis.port),
-    ]));
-    none.expect_code(1);
-    assert!(none.stderr.contains("NOAUTH"), "{}", none.stderr);
+    let none = format!("redis://127.0.0.1:{}", redis.port);
+    run(initbox().args(["wait-redis", "--fail-fast", "--url", &none]))
+        .expect_code(1)
+        .expect_logged("NOAUTH");
 }
 
 #[test]
@@ -100,119 +73,75 @@ fn acl_users_and_password_files_authenticate() {
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, "acl-pw\n").unwrap();
-    let result = run(initbox()
-        .env(
-            "REDIS_URL",
-            format!("redis://appuser@127.0.0.1:{}/0", redis.port),
-        )
-        .args([
-            "wait-redis",
-            "--password-file",
-            password_file.to_str().unwrap(),
-        ]));
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains("redis://appuser:***@"),
-        "{}",
-        result.stderr
-    );
+    let url = format!("redis://appuser@127.0.0.1:{}/0", redis.port);
+    run(initbox().env("REDIS_URL", url).args([
+        "wait-redis",
+        "--password-file",
+        password_file.to_str().unwrap(),
+    ]))
+    .expect_code(0)
+    .expect_logged("redis://appuser:***@");
 }
 
 #[test]
 fn tls_servers_are_verified_against_the_given_ca() {
     let redis = Redis::start_tls();
     let ca = redis.ca_cert.clone().unwrap();
+    let url = redis.url();
     run(initbox().args([
         "wait-redis",
         "--url",
-        &redis.url(),
+        &url,
         "--cacert",
         ca.to_str().unwrap(),
     ]))
     .expect_code(0);
-    let unknown = run(initbox().args(["--timeout", "1s", "wait-redis", "--url", &redis.url()]));
-    unknown.expect_code(124);
-    assert!(unknown.stderr.contains("certificate"), "{}", unknown.stderr);
+    wait_redis("1s", &["--url", &url])
+        .expect_code(124)
+        .expect_logged("certificate");
 }
 
 #[test]
 fn roles_and_replica_links_are_checked() {
     let master = Redis::start();
     run(initbox().args(["wait-redis", "--role", "master", "--url", &master.url()])).expect_code(0);
-    let wrong = run(initbox().args([
-        "--timeout",
-        "600ms",
-        "wait-redis",
-        "--role",
-        "replica",
-        "--url",
-        &master.url(),
-    ]));
-    wrong.expect_code(124);
-    assert!(
-        wrong.stderr.contains("role is master, waiting for replica"),
-        "{}",
-        wrong.stderr
-    );
+    wait_redis("600ms", &["--role", "replica", "--url", &master.url()])
+        .expect_code(124)
+        .expect_logged("role is master, waiting for replica");
 
     let replica = master.start_replica_of();
     run(initbox().args(["wait-redis", "--role", "replica", "--url", &replica.url()]))
         .expect_code(0);
 
     let orphan = Redis::start_orphan_replica();
-    let down = run(initbox().args([
-        "--timeout",
-        "600ms",
-        "wait-redis",
-        "--role",
-        "replica",
-        "--url",
-        &orphan.url(),
-    ]));
-    down.expect_code(124);
-    assert!(
-        down.stderr.contains("link to its master is down"),
-        "{}",
-        down.stderr
-    );
+    wait_redis("600ms", &["--role", "replica", "--url", &orphan.url()])
+        .expect_code(124)
+        .expect_logged("link to its master is down");
 }
 
 #[test]
 fn success_threshold_needs_checks_in_a_row() {
     let redis = Redis::start();
-    let result = run(initbox().args([
+    let url = redis.url();
+    let args = [
         "--interval",
         "20ms",
         "wait-redis",
         "--success-threshold",
         "3",
-        "--url",
-        &redis.url(),
-    ]));
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains("ready after 3 attempts"),
-        "{}",
-        result.stderr
-    );
+    ];
+    run(initbox().args(args).args(["--url", &url]))
+        .expect_code(0)
+        .expect_logged("ready after 3 attempts");
 }
 
 #[test]
 fn a_database_the_server_lacks_fails_at_once() {
     let redis = Redis::start();
-    let result = run(initbox().args([
-        "--timeout",
-        "1m",
-        "wait-redis",
-        "--url",
-        &format!("redis://127.0.0.1:{}/999", redis.port),
-    ]));
-    result.expect_code(1);
-    assert!(
-        result.stderr.contains("DB index is out of range"),
-        "{}",
-        result.stderr
-    );
+    let url = format!("redis://127.0.0.1:{}/999", redis.port);
+    wait_redis("1m", &["--url", &url])
+        .expect_code(1)
+        .expect_logged("DB index is out of range");
 }
 
 #[test]
@@ -227,13 +156,11 @@ fn bad_urls_are_usage_errors() {
             "rediss://",
         ),
     ] {
-        let result = run(initbox().args(["wait-redis", "--url", url]).args(extra));
-        assert_eq!(result.code, Some(2), "{url}: {}", result.stderr);
-        assert_eq!(result.stderr_lines().len(), 1, "{url}: {}", result.stderr);
-        assert!(result.stderr.contains(named), "{url}: {}", result.stderr);
-        assert!(!result.stderr.contains("pw-SECRET"));
+        run(initbox().args(["wait-redis", "--url", url]).args(extra))
+            .expect_usage_error(named)
+            .expect_not_logged("pw-SECRET");
     }
-    let missing = run(initbox().arg("wait-redis"));
-    missing.expect_code(2);
-    assert!(missing.stderr.contains("--url"), "{}", missing.stderr);
+    run(initbox().arg("wait-redis"))
+        .expect_code(2)
+        .expect_logged("--url");
 }

@@ -3,13 +3,13 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use crate::support::netns::NetNs;
-use crate::support::{finish, free_port, initbox, run, skip_unless_root, spawn, wait_until};
+use crate::support::waiting::{Ended, run_changed_after, run_signalled_after, within};
+use crate::support::{finish, free_port, initbox, run, skip_unless_root, spawn};
 
 #[test]
 fn waits_for_ipv4_and_ipv6_targets_in_parallel() {
@@ -21,51 +21,32 @@ fn waits_for_ipv4_and_ipv6_targets_in_parallel() {
         &format!("[::1]:{}", v6.local_addr().unwrap().port()),
         &format!("localhost:{}", v4.local_addr().unwrap().port()),
     ]));
-    result.expect_code(0);
-    assert!(result.stderr.contains("done in"), "{}", result.stderr);
+    result.expect_code(0).expect_logged("done in");
     assert_eq!(result.stderr.matches(": ready after 1 attempt").count(), 3);
 }
 
 #[test]
 fn succeeds_once_a_late_listener_appears() {
     let port = free_port();
-    let (child, started) =
-        spawn(initbox().args(["--timeout", "30s", "wait-tcp", &format!("127.0.0.1:{port}")]));
-    std::thread::sleep(Duration::from_millis(600));
-    let _listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(
-        result.stderr.contains("not ready: connection refused"),
-        "{}",
-        result.stderr
-    );
-    assert!(result.elapsed >= Duration::from_millis(600));
+    // Still waiting when the listener comes, so `elapsed` is past the 600 ms.
+    run_changed_after(
+        &mut within("30s", &["wait-tcp", &format!("127.0.0.1:{port}")]),
+        Duration::from_millis(600),
+        || TcpListener::bind(("127.0.0.1", port)).unwrap(),
+    )
+    .expect_code(0)
+    .expect_logged("not ready: connection refused");
 }
 
 #[test]
 fn one_missing_target_keeps_the_others_waiting_and_is_named() {
-    let open = TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = free_port();
-    let result = run(initbox().args([
-        "--timeout",
-        "500ms",
-        "wait-tcp",
-        &open.local_addr().unwrap().to_string(),
-        &format!("127.0.0.1:{closed}"),
-    ]));
-    result.expect_code(124);
-    let last = result.stderr_lines().last().unwrap().to_string();
-    assert!(
-        last.contains(&format!(
-            "not ready: 127.0.0.1:{closed} (connection refused)"
-        )),
-        "{last}"
-    );
-    assert!(
-        !last.contains(&open.local_addr().unwrap().to_string()),
-        "{last}"
-    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().to_string();
+    let closed = format!("127.0.0.1:{}", free_port());
+    run(&mut within("500ms", &["wait-tcp", &open, &closed]))
+        .expect_code(124)
+        .expect_last_line(&format!("not ready: {closed} (connection refused)"))
+        .expect_last_line_without(&open);
 }
 
 #[test]
@@ -99,76 +80,37 @@ fn exec_replaces_the_process_and_keeps_its_exit_code() {
         pid.to_string(),
         "the command must keep initbox's PID"
     );
-    assert!(
-        result.stderr.contains("exec sh (2 arguments not shown)"),
-        "arguments may hold secrets: {}",
-        result.stderr
-    );
+    // Arguments may hold secrets.
+    result.expect_logged("exec sh (2 arguments not shown)");
 }
 
 #[test]
 fn exec_does_not_run_after_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
-    let result = run(initbox().args([
-        "--timeout",
-        "300ms",
-        "wait-tcp",
-        &format!("127.0.0.1:{}", free_port()),
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ]));
-    result.expect_code(124);
+    let closed = format!("127.0.0.1:{}", free_port());
+    let touch = ["--", "touch", marker.to_str().unwrap()];
+    run(within("300ms", &["wait-tcp", &closed]).args(touch)).expect_code(124);
     assert!(!marker.exists());
 }
 
 #[test]
 fn a_missing_command_fails_before_any_waiting() {
-    let result = run(initbox().args([
-        "--timeout",
-        "1m",
-        "wait-tcp",
-        &format!("127.0.0.1:{}", free_port()),
-        "--",
-        "no-such-program-anywhere",
-    ]));
-    result.expect_code(127);
+    let closed = format!("127.0.0.1:{}", free_port());
+    let result = run(within("1m", &["wait-tcp", &closed]).args(["--", "no-such-program-anywhere"]));
+    result
+        .expect_code(127)
+        .expect_logged("'no-such-program-anywhere' not found");
     assert!(result.elapsed < Duration::from_secs(5));
-    assert!(
-        result
-            .stderr
-            .contains("'no-such-program-anywhere' not found"),
-        "{}",
-        result.stderr
-    );
 }
 
+/// Stopped within 2 s of the signal (checked by `run_signalled_after`), with that exit code.
 fn signal_while_waiting(signal: Signal, expected: i32) {
-    let (child, started) = spawn(initbox().args([
-        "--timeout",
-        "1m",
-        "wait-tcp",
-        &format!("127.0.0.1:{}", free_port()),
-    ]));
-    std::thread::sleep(Duration::from_millis(400));
-    let sent = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-    let result = finish(child, started);
-    result.expect_code(expected);
-    // The contract is 100 ms; the bound is generous for a loaded CI machine.
-    assert!(
-        sent.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        sent.elapsed()
-    );
-    assert!(
-        result
-            .stderr
-            .contains(&format!("stopped by {}", signal.as_str())),
-        "{}",
-        result.stderr
-    );
+    let closed = format!("127.0.0.1:{}", free_port());
+    let waiting = &mut within("1m", &["wait-tcp", &closed]);
+    run_signalled_after(waiting, Duration::from_millis(400), signal)
+        .expect_code(expected)
+        .expect_logged(&format!("stopped by {}", signal.as_str()));
 }
 
 #[test]
@@ -226,37 +168,15 @@ fn sigterm_cancels_a_hanging_connect() {
     }
     let netns = NetNs::new();
     netns.blackhole(4444);
-    let (child, started) = spawn(
-        netns
-            .exec(env!("CARGO_BIN_EXE_initbox"))
-            .env("INITBOX_TERMINATION_LOG", "")
-            .args([
-                "--timeout",
-                "1m",
-                "--attempt-timeout",
-                "30s",
-                "wait-tcp",
-                "127.0.0.1:4444",
-            ]),
-    );
+    let mut waiting = netns.exec(env!("CARGO_BIN_EXE_initbox"));
+    waiting
+        .env("INITBOX_TERMINATION_LOG", "")
+        .args(["--timeout", "1m", "--attempt-timeout", "30s"])
+        .args(["wait-tcp", "127.0.0.1:4444"]);
     // `ip netns exec` execs initbox, so the child's PID is initbox's once it has started.
-    std::thread::sleep(Duration::from_millis(500));
-    let sent = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let result = finish(child, started);
-    result.expect_code(143);
-    assert!(
-        sent.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        sent.elapsed()
-    );
-    assert!(
-        result
-            .stderr
-            .contains("127.0.0.1:4444 (no attempt finished)"),
-        "{}",
-        result.stderr
-    );
+    run_signalled_after(&mut waiting, Duration::from_millis(500), Signal::SIGTERM)
+        .expect_code(143)
+        .expect_logged("127.0.0.1:4444 (no attempt finished)");
 }
 
 #[test]
@@ -276,28 +196,15 @@ fn names_are_resolved_again_on_every_attempt_and_every_address_is_tried() {
         hosts.display(),
         env!("CARGO_BIN_EXE_initbox")
     );
-    let (child, started) = spawn(
-        std::process::Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
-            .env("INITBOX_TERMINATION_LOG", ""),
-    );
-    wait_until("the first failed attempt", || {
-        started.elapsed() > Duration::from_millis(700)
-    });
-    // Rewrite in place: the bind mount follows the inode.
-    std::fs::write(&hosts, "127.0.0.1 svc.test\n::1 svc.test\n").unwrap();
-    let result = finish(child, started);
-    result.expect_code(0);
-    assert!(
-        result
-            .stderr
-            .contains(&format!("127.0.0.1:{port}: connection refused")),
-        "{}",
-        result.stderr
-    );
-    assert!(
-        result.stderr.contains(&format!("svc.test:{port}: ready")),
-        "{}",
-        result.stderr
-    );
+    let mut waiting = std::process::Command::new("unshare");
+    waiting
+        .args(["-m", "sh", "-c", &script])
+        .env("INITBOX_TERMINATION_LOG", "");
+    // After the first failed attempt, rewrite in place: the bind mount follows the inode.
+    run_changed_after(&mut waiting, Duration::from_millis(700), || {
+        std::fs::write(&hosts, "127.0.0.1 svc.test\n::1 svc.test\n").unwrap()
+    })
+    .expect_code(0)
+    .expect_logged(&format!("127.0.0.1:{port}: connection refused"))
+    .expect_logged(&format!("svc.test:{port}: ready"));
 }

@@ -20,6 +20,7 @@ pub mod nginx;
 pub mod openbao;
 pub mod postgres;
 pub mod redis;
+pub mod waiting;
 
 use std::io::Read;
 use std::net::TcpListener;
