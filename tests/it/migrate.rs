@@ -3,12 +3,10 @@
 //! and errors that name the file, the line and the SQLSTATE.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-use crate::support::migrate::{Migrations, RunChecks, write};
+use crate::support::expect::{Expect, stop_with_sigterm};
+use crate::support::migrate::{Migrations, write};
 use crate::support::postgres::APP_DB;
 use crate::support::{Run, finish, run, spawn, wait_until};
 
@@ -107,14 +105,11 @@ fn sigterm_during_a_statement_leaves_the_database_as_it_was() {
     wait_until("the slow statement to run", || {
         sleeping(" AND state = 'active'") == "1"
     });
-    let sent = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let result = finish(child, started);
+    let (result, stopped_after) = stop_with_sigterm(child, started);
     result.expect_code(143);
     assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        sent.elapsed()
+        stopped_after < Duration::from_secs(5),
+        "took {stopped_after:?}"
     );
     result.expect_stderr("002_slow.sql: cancelled, rolled back");
     // Nothing of 002 is left: no table, no ledger row, no statement still running.

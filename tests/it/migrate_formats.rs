@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::migrate::{Migrations, RunChecks};
+use crate::support::expect::Expect;
+use crate::support::migrate::Migrations;
 use crate::support::migration_tools::{run_dbmate, run_sql_migrate, run_sqlx_migrate};
 use crate::support::postgres::{APP_DB, APP_PASSWORD, APP_USER};
 use crate::support::{Run, run};

@@ -5,10 +5,11 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::grpc::GrpcServer;
 use crate::support::http::{HttpServer, Response};
 use crate::support::redis::Redis;
-use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::waiting::{run_changed_after, within};
 use crate::support::{free_port, initbox, run};
 
 #[test]
@@ -52,11 +53,11 @@ fn five_kinds_at_once_one_late_one_never() {
         &format!("redis://:***@127.0.0.1:{}/0", redis.port),
         &uris[3],
     ] {
-        result.expect_logged(&format!("{ready}: ready after"));
+        result.expect_stderr(&format!("{ready}: ready after"));
     }
     result
-        .expect_logged("health status NOT_SERVING")
-        .expect_not_logged("r3dis-SECRET");
+        .expect_stderr("health status NOT_SERVING")
+        .expect_not_in_stderr("r3dis-SECRET");
     assert_eq!(
         result
             .last_line()
@@ -99,8 +100,8 @@ fn uris_come_from_initbox_wait_and_a_file_written_late_is_seen() {
     );
     result
         .expect_code(0)
-        .expect_logged("not ready: no such file or directory")
-        .expect_logged("not ready: the file is empty");
+        .expect_stderr("not ready: no such file or directory")
+        .expect_stderr("not ready: the file is empty");
     assert_eq!(result.stdout.trim(), "started");
 }
 
@@ -111,8 +112,8 @@ fn dns_and_postgres_style_parameters_reach_their_probes() {
     let uri = "postgres://app:S3CRET@127.0.0.1:1/app?fail_fast&sslmode=sometimes";
     run(&mut within("1m", &["wait", uri]))
         .expect_code(2)
-        .expect_logged("unknown sslmode 'sometimes'")
-        .expect_not_logged("S3CRET");
+        .expect_stderr("unknown sslmode 'sometimes'")
+        .expect_not_in_stderr("S3CRET");
 }
 
 #[test]
@@ -130,10 +131,10 @@ fn malformed_uris_are_rejected_before_any_waiting() {
         result
             .expect_code(2)
             .expect_last_line(named)
-            .expect_not_logged("S3CRET");
+            .expect_not_in_stderr("S3CRET");
         assert!(result.elapsed < Duration::from_secs(5));
     }
     run(initbox().env_remove("INITBOX_WAIT").args(["wait"]))
         .expect_code(2)
-        .expect_logged("INITBOX_WAIT");
+        .expect_stderr("INITBOX_WAIT");
 }

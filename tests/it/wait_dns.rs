@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::dnsmasq::Dnsmasq;
-use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::expect::Expect;
+use crate::support::waiting::{run_changed_after, within};
 use crate::support::{initbox, run, skip_unless_root};
 
 /// `initbox --timeout TIMEOUT wait-dns --nameserver DNS ARGS...`.
@@ -25,7 +26,7 @@ fn a_name_that_appears_mid_wait_is_seen() {
     );
     result
         .expect_code(0)
-        .expect_logged("late.test: not ready: no such name (NXDOMAIN)");
+        .expect_stderr("late.test: not ready: no such name (NXDOMAIN)");
     assert_eq!(result.stdout, "10.1.2.3\n");
 }
 
@@ -58,7 +59,7 @@ fn a_missing_record_type_is_waited_for_and_named() {
     let srv = ["--type", "SRV", "nothing.test"];
     run(&mut wait_dns(&dns, "500ms", &srv))
         .expect_code(124)
-        .expect_logged("nothing.test (no such name (NXDOMAIN))");
+        .expect_stderr("nothing.test (no such name (NXDOMAIN))");
 }
 
 #[test]
@@ -77,7 +78,7 @@ fn min_records_waits_for_enough_pods_behind_a_headless_service() {
     );
     result
         .expect_code(0)
-        .expect_logged("pods.test: not ready: 2 of 3 records");
+        .expect_stderr("pods.test: not ready: 2 of 3 records");
     assert_eq!(result.stdout.lines().count(), 3, "{}", result.stdout);
 }
 

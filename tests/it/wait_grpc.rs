@@ -5,10 +5,11 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::grpc::GrpcServer;
 use crate::support::postgres::self_signed_cert;
 use crate::support::run;
-use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::waiting::{run_changed_after, within};
 
 #[test]
 fn waits_until_not_serving_turns_to_serving() {
@@ -21,7 +22,7 @@ fn waits_until_not_serving_turns_to_serving() {
         || server.set("-", "SERVING"),
     )
     .expect_code(0)
-    .expect_logged(&format!(
+    .expect_stderr(&format!(
         "grpc://{target}: not ready: health status NOT_SERVING (attempt 1)"
     ));
 }
@@ -53,7 +54,7 @@ fn an_unknown_service_is_waited_for_named_and_final_with_fail_fast() {
         || server.set("billing.v1.Billing", "SERVING"),
     )
     .expect_code(0)
-    .expect_logged("NOT_FOUND");
+    .expect_stderr("NOT_FOUND");
 }
 
 #[test]
@@ -69,7 +70,7 @@ fn tls_servers_are_verified_against_the_given_ca() {
     let insecure = format!("grpcs://localhost:{}?insecure", server.port);
     run(&mut within("20s", &["wait", &insecure]))
         .expect_code(0)
-        .expect_logged("not verified");
+        .expect_stderr("not verified");
 
     // The system bundle does not know this certificate; plain text gets no gRPC answer.
     for uri in [
@@ -88,7 +89,7 @@ fn a_server_without_the_health_service_fails_at_once() {
     let address = format!("127.0.0.1:{}", server.port);
     run(&mut within("30s", &["wait-grpc", &address]))
         .expect_code(1)
-        .expect_logged("UNIMPLEMENTED");
+        .expect_stderr("UNIMPLEMENTED");
 }
 
 #[test]
@@ -105,5 +106,5 @@ fn a_port_that_is_not_grpc_is_named_as_such() {
     let result = run(&mut within("1s", &["wait", &uri]));
     result.expect_code(124);
     answer.join().unwrap();
-    result.expect_logged("(is this a gRPC port?)");
+    result.expect_stderr("(is this a gRPC port?)");
 }

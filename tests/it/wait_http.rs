@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::http::{HttpServer, Response, TlsServer};
-use crate::support::waiting::Ended;
 use crate::support::{Run, free_port, initbox, run};
 
 /// Runs `initbox wait-http` with these arguments after the global ones.
@@ -36,7 +36,7 @@ fn retries_through_503_until_200_and_logs_the_reason_once() {
         "the same reason must be logged once:\n{}",
         result.stderr
     );
-    result.expect_logged(&format!(
+    result.expect_stderr(&format!(
         "{}: ready after 4 attempts",
         server.url("/health")
     ));
@@ -142,7 +142,7 @@ fn body_with_the_marker_succeeds_once_it_appears() {
     );
     result
         .expect_code(0)
-        .expect_logged("not ready: HTTP 200 OK, but the body does not contain \"ready\"");
+        .expect_stderr("not ready: HTTP 200 OK, but the body does not contain \"ready\"");
     assert_eq!(server.requests(), 3);
 }
 
@@ -306,7 +306,7 @@ fn header_values_reach_the_server_but_never_the_logs() {
         assert_eq!(request.header("authorization"), Some("Bearer tok-SECRET"));
         assert_eq!(request.header("x-probe"), Some("yes"));
     }
-    result.expect_not_logged("SECRET");
+    result.expect_not_in_stderr("SECRET");
 }
 
 /// A rejected command line is logged and written to the termination message in full, so these
@@ -407,7 +407,7 @@ fn parallel_urls_name_only_the_one_not_ready() {
             bad.url("/bad")
         ))
         .expect_last_line_without(&good.url("/good"))
-        .expect_logged(&format!("{}: ready after 1 attempt", good.url("/good")));
+        .expect_stderr(&format!("{}: ready after 1 attempt", good.url("/good")));
     assert_eq!(good.requests(), 1);
     assert!(bad.requests() > 1);
 }

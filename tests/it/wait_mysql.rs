@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::mariadb::{APP_DB, APP_PASSWORD, APP_USER, MariaDb};
-use crate::support::waiting::{Ended, run_changed_after, within};
+use crate::support::waiting::{run_changed_after, within};
 use crate::support::{Run, free_port, run, skip_unless_root};
 
 /// `initbox wait URI` with `sql` run on the server a second in: what the wait was waiting for.
@@ -27,11 +28,11 @@ fn waits_for_a_server_that_is_still_starting() {
         || prepared.launch(&[]),
     )
     .expect_code(0)
-    .expect_logged("not ready: connection refused")
-    .expect_logged(&format!(
+    .expect_stderr("not ready: connection refused")
+    .expect_stderr(&format!(
         "mysql://{APP_USER}:***@127.0.0.1:{port}/{APP_DB}: ready"
     ))
-    .expect_not_logged(APP_PASSWORD);
+    .expect_not_in_stderr(APP_PASSWORD);
 }
 
 #[test]
@@ -62,7 +63,7 @@ fn a_user_created_while_waiting_is_logged_once_then_let_in() {
         "logged once, at first sight:\n{}",
         result.stderr
     );
-    result.expect_not_logged("late-pw");
+    result.expect_not_in_stderr("late-pw");
 }
 
 #[test]
@@ -80,7 +81,7 @@ fn a_database_created_late_and_fail_fast() {
 
     wait_until_sql(&server, &url, "CREATE DATABASE later;")
         .expect_code(0)
-        .expect_logged("ERROR 1049");
+        .expect_stderr("ERROR 1049");
 }
 
 #[test]
@@ -97,7 +98,7 @@ fn read_write_waits_while_the_server_is_read_only() {
     let read_write = format!("{url}?read_write");
     wait_until_sql(&server, &read_write, "SET GLOBAL read_only = OFF;")
         .expect_code(0)
-        .expect_logged("not ready: the server is read-only (read_only is ON)");
+        .expect_stderr("not ready: the server is read-only (read_only is ON)");
 }
 
 #[test]
@@ -123,12 +124,12 @@ fn tls_is_used_when_offered_and_verified_when_asked() {
     let plain = format!("{url}?ssl-mode=DISABLED");
     run(&mut within("1500ms", &["wait", &plain]))
         .expect_code(124)
-        .expect_logged("ERROR 1045 (28000): Access denied");
+        .expect_stderr("ERROR 1045 (28000): Access denied");
     // Verification against the system bundle fails on the self-signed certificate.
     let unverified = format!("{url}?ssl-mode=VERIFY_CA");
     run(&mut within("1500ms", &["wait", &unverified]))
         .expect_code(124)
-        .expect_logged("TLS:");
+        .expect_stderr("TLS:");
 }
 
 #[test]
@@ -157,7 +158,7 @@ fn bad_settings_fail_before_any_waiting() {
         run(&mut within("1m", &args))
             .expect_code(2)
             .expect_last_line(named)
-            .expect_not_logged("S3CRET");
+            .expect_not_in_stderr("S3CRET");
     }
     // Not a MySQL server: the port's answer is named, and the wait goes on until the deadline.
     let closed = format!("mysql://app@127.0.0.1:{}/x", free_port());
@@ -200,5 +201,5 @@ fn too_many_connections_is_waited_out_in_the_servers_words() {
     }
     result
         .expect_code(0)
-        .expect_logged("not ready: ERROR 1040 (08004): Too many connections");
+        .expect_stderr("not ready: ERROR 1040 (08004): Too many connections");
 }

@@ -5,11 +5,12 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::postgres::{
     APP_DB, APP_PASSWORD, APP_USER, MD5_PASSWORD, MD5_USER, Postgres, SSL_ONLY_PASSWORD,
     SSL_ONLY_USER,
 };
-use crate::support::waiting::{Ended, run_changed_after, run_signalled_after, within};
+use crate::support::waiting::{run_changed_after, run_signalled_after, within};
 use crate::support::{initbox, run};
 
 fn app_url(pg: &Postgres) -> String {
@@ -28,11 +29,11 @@ fn ready_once_authenticated_and_answering() {
     let pg = Postgres::start();
     run(initbox().args(["wait-pg", "--url", &app_url(&pg)]))
         .expect_code(0)
-        .expect_logged(&format!(
+        .expect_stderr(&format!(
             "postgres://app:***@127.0.0.1:{}/app: ready",
             pg.port
         ))
-        .expect_not_logged(APP_PASSWORD);
+        .expect_not_in_stderr(APP_PASSWORD);
     // md5-stored passwords authenticate too.
     let md5 = pg.url(MD5_USER, MD5_PASSWORD, "postgres");
     run(initbox().args(["wait-pg", "--url", &md5])).expect_code(0);
@@ -51,7 +52,7 @@ fn a_starting_server_is_not_ready_until_it_can_answer() {
         || standby.release(),
     )
     .expect_code(0)
-    .expect_logged("FATAL 57P03: the database system is starting up");
+    .expect_stderr("FATAL 57P03: the database system is starting up");
 }
 
 #[test]
@@ -64,7 +65,7 @@ fn too_many_clients_is_retried() {
         || drop(held),
     )
     .expect_code(0)
-    .expect_logged("53300");
+    .expect_stderr("53300");
 }
 
 #[test]
@@ -73,7 +74,9 @@ fn a_wrong_password_is_retried_and_logged_once_or_fails_fast() {
     let url = pg.url(APP_USER, "wrong-PASSWORD", APP_DB);
     let often = ["--interval", "50ms", "wait-pg", "--url", &url];
     let result = run(&mut within("1500ms", &often));
-    result.expect_code(124).expect_not_logged("wrong-PASSWORD");
+    result
+        .expect_code(124)
+        .expect_not_in_stderr("wrong-PASSWORD");
     assert_eq!(
         result.stderr.matches("28P01").count(),
         2,
@@ -106,12 +109,12 @@ fn a_database_created_while_waiting_is_picked_up() {
         || pg.psql("postgres", "CREATE DATABASE late_db OWNER app"),
     )
     .expect_code(0)
-    .expect_logged("FATAL 3D000");
+    .expect_stderr("FATAL 3D000");
 
     let never = pg.url(APP_USER, APP_PASSWORD, "never_db");
     run(initbox().args(["wait-pg", "--fail-fast", "--url", &never]))
         .expect_code(1)
-        .expect_logged("3D000");
+        .expect_stderr("3D000");
 }
 
 #[test]
@@ -130,8 +133,8 @@ fn query_waits_for_its_table_and_a_true_row() {
     // The missing table is waited for, and then a false row.
     result
         .expect_code(0)
-        .expect_logged("42P01")
-        .expect_logged("none with true");
+        .expect_stderr("42P01")
+        .expect_stderr("none with true");
 }
 
 #[test]
@@ -143,7 +146,7 @@ fn a_broken_query_fails_at_once_with_the_servers_message() {
     let url = app_url(&pg);
     run(initbox().args(["wait-pg", "--url", &url, "--query", "SELECT 1 AS one"]))
         .expect_code(1)
-        .expect_logged("boolean first column; 'one' is int4");
+        .expect_stderr("boolean first column; 'one' is int4");
 }
 
 #[test]
@@ -155,7 +158,7 @@ fn read_write_waits_for_a_primary() {
     let on_standby = standby.url(APP_USER, APP_PASSWORD, APP_DB);
     run(&mut wait_pg("1s", &on_standby, &["--read-write"]))
         .expect_code(124)
-        .expect_logged("in recovery");
+        .expect_stderr("in recovery");
     run(initbox().args(["wait-pg", "--read-write", "--url", &app_url(&primary)])).expect_code(0);
 }
 
@@ -185,8 +188,8 @@ fn sslmodes_have_their_libpq_meanings() {
     // Without TLS the server's pg_hba refuses this user: its own words are shown.
     run(&mut wait_pg("1s", &ssl_only("sslmode=disable"), &[]))
         .expect_code(124)
-        .expect_logged("28000")
-        .expect_logged("no encryption");
+        .expect_stderr("28000")
+        .expect_stderr("no encryption");
 
     // verify-full against a CA that did not sign the server's certificate is refused.
     let other = tempfile::tempdir().unwrap();
@@ -223,7 +226,7 @@ fn libpq_variables_and_a_password_file_are_used() {
         ]));
     result
         .expect_code(0)
-        .expect_logged(&format!("postgres://app:***@127.0.0.1:{}/app", pg.port));
+        .expect_stderr(&format!("postgres://app:***@127.0.0.1:{}/app", pg.port));
 
     // DATABASE_URL works like --url, and key=value conninfo like a URL.
     let conninfo = format!(
@@ -245,7 +248,7 @@ fn sigterm_stops_a_connection_in_progress() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect_code(143)
-    .expect_logged("57P03");
+    .expect_stderr("57P03");
 }
 
 #[test]
@@ -284,6 +287,6 @@ fn bad_connection_settings_are_usage_errors() {
     for (args, named) in cases {
         run(initbox().arg("wait-pg").args(&args))
             .expect_usage_error(named)
-            .expect_not_logged("s3cret");
+            .expect_not_in_stderr("s3cret");
     }
 }

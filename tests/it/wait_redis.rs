@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use crate::support::expect::Expect;
 use crate::support::redis::Redis;
-use crate::support::waiting::{Ended, within};
+use crate::support::waiting::within;
 use crate::support::{Run, initbox, run};
 
 /// `initbox --timeout TIMEOUT wait-redis ARGS...`, run to the end.
@@ -17,7 +18,7 @@ fn ready_when_pong_and_loaded() {
     let redis = Redis::start();
     run(initbox().args(["wait-redis", "--url", &redis.url()]))
         .expect_code(0)
-        .expect_logged(&format!("redis://127.0.0.1:{}/0: ready", redis.port));
+        .expect_stderr(&format!("redis://127.0.0.1:{}/0: ready", redis.port));
 }
 
 #[test]
@@ -31,8 +32,8 @@ fn does_not_exit_while_the_server_answers_loading() {
         "exited 0 while the server was still LOADING"
     );
     result
-        .expect_logged("LOADING Redis is loading the dataset in memory")
-        .expect_not_logged("s3cret-pw");
+        .expect_stderr("LOADING Redis is loading the dataset in memory")
+        .expect_not_in_stderr("s3cret-pw");
     assert!(result.elapsed > Duration::from_secs(1));
 }
 
@@ -51,18 +52,18 @@ fn a_wrong_password_is_retried_and_logged_once_or_fails_fast() {
         "one warning and the final line:\n{}",
         slow.stderr
     );
-    slow.expect_not_logged("wrong-SECRET")
-        .expect_logged(&format!("redis://:***@127.0.0.1:{}/0", redis.port));
+    slow.expect_not_in_stderr("wrong-SECRET")
+        .expect_stderr(&format!("redis://:***@127.0.0.1:{}/0", redis.port));
 
     let fast = wait_redis("1m", &["--fail-fast", "--url", &url]);
-    fast.expect_code(1).expect_not_logged("wrong-SECRET");
+    fast.expect_code(1).expect_not_in_stderr("wrong-SECRET");
     assert!(fast.elapsed < Duration::from_secs(10));
 
     // No password at all: the server says NOAUTH.
     let none = format!("redis://127.0.0.1:{}", redis.port);
     run(initbox().args(["wait-redis", "--fail-fast", "--url", &none]))
         .expect_code(1)
-        .expect_logged("NOAUTH");
+        .expect_stderr("NOAUTH");
 }
 
 #[test]
@@ -80,7 +81,7 @@ fn acl_users_and_password_files_authenticate() {
         password_file.to_str().unwrap(),
     ]))
     .expect_code(0)
-    .expect_logged("redis://appuser:***@");
+    .expect_stderr("redis://appuser:***@");
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn tls_servers_are_verified_against_the_given_ca() {
     .expect_code(0);
     wait_redis("1s", &["--url", &url])
         .expect_code(124)
-        .expect_logged("certificate");
+        .expect_stderr("certificate");
 }
 
 #[test]
@@ -107,7 +108,7 @@ fn roles_and_replica_links_are_checked() {
     run(initbox().args(["wait-redis", "--role", "master", "--url", &master.url()])).expect_code(0);
     wait_redis("600ms", &["--role", "replica", "--url", &master.url()])
         .expect_code(124)
-        .expect_logged("role is master, waiting for replica");
+        .expect_stderr("role is master, waiting for replica");
 
     let replica = master.start_replica_of();
     run(initbox().args(["wait-redis", "--role", "replica", "--url", &replica.url()]))
@@ -116,7 +117,7 @@ fn roles_and_replica_links_are_checked() {
     let orphan = Redis::start_orphan_replica();
     wait_redis("600ms", &["--role", "replica", "--url", &orphan.url()])
         .expect_code(124)
-        .expect_logged("link to its master is down");
+        .expect_stderr("link to its master is down");
 }
 
 #[test]
@@ -132,7 +133,7 @@ fn success_threshold_needs_checks_in_a_row() {
     ];
     run(initbox().args(args).args(["--url", &url]))
         .expect_code(0)
-        .expect_logged("ready after 3 attempts");
+        .expect_stderr("ready after 3 attempts");
 }
 
 #[test]
@@ -141,7 +142,7 @@ fn a_database_the_server_lacks_fails_at_once() {
     let url = format!("redis://127.0.0.1:{}/999", redis.port);
     wait_redis("1m", &["--url", &url])
         .expect_code(1)
-        .expect_logged("DB index is out of range");
+        .expect_stderr("DB index is out of range");
 }
 
 #[test]
@@ -158,9 +159,9 @@ fn bad_urls_are_usage_errors() {
     ] {
         run(initbox().args(["wait-redis", "--url", url]).args(extra))
             .expect_usage_error(named)
-            .expect_not_logged("pw-SECRET");
+            .expect_not_in_stderr("pw-SECRET");
     }
     run(initbox().arg("wait-redis"))
         .expect_code(2)
-        .expect_logged("--url");
+        .expect_stderr("--url");
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::support::expect::Expect;
 use crate::support::netns::NetNs;
-use crate::support::waiting::{Ended, run_changed_after, run_signalled_after, within};
+use crate::support::waiting::{run_changed_after, run_signalled_after, within};
 use crate::support::{finish, free_port, initbox, run, skip_unless_root, spawn};
 
 #[test]
@@ -21,7 +22,7 @@ fn waits_for_ipv4_and_ipv6_targets_in_parallel() {
         &format!("[::1]:{}", v6.local_addr().unwrap().port()),
         &format!("localhost:{}", v4.local_addr().unwrap().port()),
     ]));
-    result.expect_code(0).expect_logged("done in");
+    result.expect_code(0).expect_stderr("done in");
     assert_eq!(result.stderr.matches(": ready after 1 attempt").count(), 3);
 }
 
@@ -35,7 +36,7 @@ fn succeeds_once_a_late_listener_appears() {
         || TcpListener::bind(("127.0.0.1", port)).unwrap(),
     )
     .expect_code(0)
-    .expect_logged("not ready: connection refused");
+    .expect_stderr("not ready: connection refused");
 }
 
 #[test]
@@ -81,7 +82,7 @@ fn exec_replaces_the_process_and_keeps_its_exit_code() {
         "the command must keep initbox's PID"
     );
     // Arguments may hold secrets.
-    result.expect_logged("exec sh (2 arguments not shown)");
+    result.expect_stderr("exec sh (2 arguments not shown)");
 }
 
 #[test]
@@ -100,7 +101,7 @@ fn a_missing_command_fails_before_any_waiting() {
     let result = run(within("1m", &["wait-tcp", &closed]).args(["--", "no-such-program-anywhere"]));
     result
         .expect_code(127)
-        .expect_logged("'no-such-program-anywhere' not found");
+        .expect_stderr("'no-such-program-anywhere' not found");
     assert!(result.elapsed < Duration::from_secs(5));
 }
 
@@ -110,7 +111,7 @@ fn signal_while_waiting(signal: Signal, expected: i32) {
     let waiting = &mut within("1m", &["wait-tcp", &closed]);
     run_signalled_after(waiting, Duration::from_millis(400), signal)
         .expect_code(expected)
-        .expect_logged(&format!("stopped by {}", signal.as_str()));
+        .expect_stderr(&format!("stopped by {}", signal.as_str()));
 }
 
 #[test]
@@ -176,7 +177,7 @@ fn sigterm_cancels_a_hanging_connect() {
     // `ip netns exec` execs initbox, so the child's PID is initbox's once it has started.
     run_signalled_after(&mut waiting, Duration::from_millis(500), Signal::SIGTERM)
         .expect_code(143)
-        .expect_logged("127.0.0.1:4444 (no attempt finished)");
+        .expect_stderr("127.0.0.1:4444 (no attempt finished)");
 }
 
 #[test]
@@ -205,6 +206,6 @@ fn names_are_resolved_again_on_every_attempt_and_every_address_is_tried() {
         std::fs::write(&hosts, "127.0.0.1 svc.test\n::1 svc.test\n").unwrap()
     })
     .expect_code(0)
-    .expect_logged(&format!("127.0.0.1:{port}: connection refused"))
-    .expect_logged(&format!("svc.test:{port}: ready"));
+    .expect_stderr(&format!("127.0.0.1:{port}: connection refused"))
+    .expect_stderr(&format!("svc.test:{port}: ready"));
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::expect::Expect;
 use crate::support::postgres::{APP_DB, APP_PASSWORD, APP_USER, Postgres};
 use crate::support::{Run, initbox, run};
 
@@ -123,28 +124,4 @@ impl Migrations {
 /// Writes (or overwrites) the file `name` in `dir`.
 pub fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
-}
-
-/// Checks on a finished run, each showing the output when it fails.
-pub trait RunChecks {
-    /// Asserts exit 0 and hands the run back, for checks on what it said.
-    fn succeeded(self) -> Run;
-    /// Asserts that stderr contains `text`.
-    fn expect_stderr(&self, text: &str) -> &Self;
-}
-
-impl RunChecks for Run {
-    fn succeeded(self) -> Run {
-        self.expect_code(0);
-        self
-    }
-
-    fn expect_stderr(&self, text: &str) -> &Self {
-        assert!(
-            self.stderr.contains(text),
-            "stderr lacks {text:?}:\n{}",
-            self.stderr
-        );
-        self
-    }
 }

@@ -1,5 +1,5 @@
 //! What the wait tests share: a wait the test changes the world under part-way (a server started
-//! late, a record added, a signal sent), and the checks made on how a wait ended.
+//! late, a record added, a signal sent).
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -82,63 +82,4 @@ fn act_after<T>(
     }
     let (acted, kept) = act(&child);
     (finish(child, started), acted, kept)
-}
-
-/// Checks on how a run ended beyond its exit code. Each shows the output when it fails and
-/// returns the run, so that checks chain after `expect_code`.
-pub trait Ended {
-    /// Some line on stderr contains `text`.
-    fn expect_logged(&self, text: &str) -> &Run;
-    /// Nothing on stderr contains `text` (a password, a token).
-    fn expect_not_logged(&self, text: &str) -> &Run;
-    /// The last line on stderr, the final event, contains `text`.
-    fn expect_last_line(&self, text: &str) -> &Run;
-    /// The last line on stderr does not contain `text` (a target that was ready).
-    fn expect_last_line_without(&self, text: &str) -> &Run;
-    /// A usage error: exit 2 and exactly one line on stderr, containing `text`.
-    fn expect_usage_error(&self, text: &str) -> &Run;
-}
-
-impl Ended for Run {
-    fn expect_logged(&self, text: &str) -> &Run {
-        assert!(
-            self.stderr.contains(text),
-            "expected {text:?} in:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    fn expect_not_logged(&self, text: &str) -> &Run {
-        assert!(
-            !self.stderr.contains(text),
-            "{text:?} must not show in:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    fn expect_last_line(&self, text: &str) -> &Run {
-        let last = self.last_line();
-        assert!(last.contains(text), "expected {text:?} in: {last}");
-        self
-    }
-
-    fn expect_last_line_without(&self, text: &str) -> &Run {
-        let last = self.last_line();
-        assert!(!last.contains(text), "{text:?} must not show in: {last}");
-        self
-    }
-
-    fn expect_usage_error(&self, text: &str) -> &Run {
-        self.expect_code(2);
-        let lines = self.stderr_lines();
-        assert_eq!(lines.len(), 1, "expected one line:\n{}", self.stderr);
-        assert!(
-            lines[0].contains(text),
-            "expected {text:?} in:\n{}",
-            self.stderr
-        );
-        self
-    }
 }
