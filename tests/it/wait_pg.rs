@@ -121,8 +121,11 @@ fn a_database_created_while_waiting_is_picked_up() {
 fn query_waits_for_its_table_and_a_true_row() {
     let pg = Postgres::start();
     let query = "SELECT max(version) >= 42 FROM schema_migrations";
+    // The false row is there for 600 ms: attempts every 100 ms at most, so that one falls in
+    // that window (the default backoff, up to 1 s, may step over it).
+    let often = ["--max-interval", "100ms"];
     let result = run_changed_after(
-        &mut wait_pg("60s", &app_url(&pg), &["--query", query]),
+        wait_pg("60s", &app_url(&pg), &["--query", query]).args(often),
         Duration::from_millis(600),
         || {
             pg.psql(APP_DB, "CREATE TABLE schema_migrations (version int); GRANT ALL ON schema_migrations TO app; INSERT INTO schema_migrations VALUES (41)");
