@@ -60,19 +60,15 @@ enum Section {
 
 /// The Up section's statements, parsed as goose parses them (internal/sqlparser).
 pub fn body(text: &str, context: &Context) -> Result<Body, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut section = Section::Start;
     let mut no_transaction = false;
     let mut envsub = false;
     let mut in_block = false;
     let mut buffer = super::Gathered::default();
     let mut pieces = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
+    for (index, line) in text.lines().enumerate() {
         let number = index + 1;
-        let line = if index == 0 {
-            raw.strip_prefix('\u{feff}').unwrap_or(raw)
-        } else {
-            raw
-        };
         let trimmed = line.trim();
         if is_annotation(line) {
             if line.starts_with([' ', '\t']) {

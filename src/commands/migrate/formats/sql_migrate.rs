@@ -38,19 +38,15 @@ enum Section {
 /// `-- ` comment lines are dropped, statements end at a line-ending semicolon outside a
 /// StatementBegin/End block; each is sent without its final `;`.
 pub fn body(text: &str) -> Result<Body, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut section = Section::None;
     let mut seen_direction = false;
     let mut in_block = false;
     let mut no_transaction = false;
     let mut buffer = super::Gathered::default();
     let mut pieces = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
+    for (index, line) in text.lines().enumerate() {
         let number = index + 1;
-        let line = if index == 0 {
-            raw.strip_prefix('\u{feff}').unwrap_or(raw)
-        } else {
-            raw
-        };
         if let Some(command) = line.strip_prefix(COMMAND) {
             let mut words = command.split_whitespace();
             match words.next() {
@@ -194,6 +190,9 @@ mod tests {
         let body =
             body("-- +migrate Up notransaction\nCREATE INDEX CONCURRENTLY i ON a (id);\n").unwrap();
         assert_eq!(body.transaction, Transaction::None);
+        // A file saved with a byte-order mark starts with its command all the same.
+        let marked = super::body("\u{feff}-- +migrate Up\nSELECT 1;\n").unwrap();
+        assert_eq!(marked.pieces[0].sql, "SELECT 1");
         for (text, expected) in [
             ("CREATE TABLE a ();\n", "no Up/Down"),
             ("-- +migrate Up\nSELECT 1\n", "semicolon"),
