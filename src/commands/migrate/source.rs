@@ -100,8 +100,18 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<Entry>> {
     Ok(files)
 }
 
-/// Reads every migration of `format` from the entries, in the order the tool applies them:
-/// versioned files by version, then (Flyway) repeatables by description.
+/// Reads every migration of `format` from the entries (as [`list`] gives them, sorted by name),
+/// in the order the tool applies them: versioned files by version, then (Flyway) repeatables by
+/// description.
+/// The entry named `name`, found by its place in the sorted list: one search per file, not a
+/// scan of the whole directory.
+fn companion<'a>(entries: &'a [Entry], name: &str) -> Option<&'a Entry> {
+    let at = entries
+        .binary_search_by(|entry| entry.name.as_str().cmp(name))
+        .ok()?;
+    Some(&entries[at])
+}
+
 pub fn read(
     entries: &[Entry],
     format: Format,
@@ -140,13 +150,12 @@ pub fn read(
             ),
             None => {
                 let text = entry.text()?;
-                let companion = entries
-                    .iter()
-                    .find(|other| {
-                        format == Format::Flyway && other.name == format!("{}.conf", entry.name)
-                    })
-                    .map(Entry::text)
-                    .transpose()?;
+                let companion = match format {
+                    Format::Flyway => companion(entries, &format!("{}.conf", entry.name))
+                        .map(Entry::text)
+                        .transpose()?,
+                    _ => None,
+                };
                 let mut file_context = context.clone();
                 file_context.file_name = entry.name.clone();
                 let (body, unusable) = match format.body(text, companion, &file_context) {
@@ -228,6 +237,7 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::migrate::formats::Transaction;
 
     fn context() -> Context {
         Context {
@@ -267,6 +277,32 @@ mod tests {
             error.contains("002_again.sql and 002_more.up.sql"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_flyway_file_is_read_with_its_own_sql_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        for version in 1..=20 {
+            std::fs::write(
+                dir.path().join(format!("V{version}__step.sql")),
+                "SELECT 1;",
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("V5__step.sql.conf"),
+            "executeInTransaction=false\n",
+        )
+        .unwrap();
+        let migrations = read(&list(dir.path()).unwrap(), Format::Flyway, &context()).unwrap();
+        assert_eq!(migrations.len(), 20);
+        for migration in &migrations {
+            let expected = match migration.name.as_str() {
+                "V5__step.sql" => Transaction::None,
+                _ => Transaction::Wrapped,
+            };
+            assert_eq!(migration.body.transaction, expected, "{}", migration.name);
+        }
     }
 
     #[test]
